@@ -1,0 +1,148 @@
+//! The engine: every operation of the product, written against the ports.
+//!
+//! **Invariant:** every state transition of a run is committed to the
+//! store, with its audit events, before the side effect that follows it,
+//! and every step is idempotent for its rotation id, so a process stopped
+//! at any point leaves a run that another process can finish.
+
+mod audit_log;
+mod authorities;
+mod chains;
+mod rotation;
+mod schedules;
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+
+use crate::audit::{self, AuditDraft};
+use crate::error::{Error, Reason, Result};
+use crate::ids::RotationId;
+use crate::ports::{CryptoProvider, KeyCustody, StateStore, StoreTx};
+use crate::run::Run;
+use crate::time::{Clock, Timestamp, truncate};
+
+pub use audit_log::AuditReport;
+pub use authorities::{
+    Jwk, Jwks, MAX_GRACE_PERIOD_HOURS, MAX_ROTATION_PERIOD_DAYS, NewAuthority, RevokeOptions, RotationStatus,
+    RotationStatusInfo,
+};
+pub use chains::IssueRequest;
+pub use rotation::{RotateRequest, RotationResult};
+pub use schedules::ScheduledOutcome;
+
+/// Tunables of an engine instance.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Unique name of this process, written as the lease owner of the runs it drives.
+    pub owner: String,
+    /// Who is acting (written into audit events), e.g. `cli:alice`.
+    pub actor: String,
+    /// How long a run's lease lasts after each step; another process may take over after that.
+    pub lease: TimeDelta,
+    /// Trust-chain records re-signed per committed batch.
+    pub resign_batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            owner: format!("engine-{}", uuid::Uuid::new_v4().simple()),
+            actor: "system".into(),
+            lease: TimeDelta::seconds(60),
+            resign_batch: 1000,
+        }
+    }
+}
+
+/// The rotation engine over a store, crypto provider, key custody and clock.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn StateStore>,
+    crypto: Arc<dyn CryptoProvider>,
+    custody: Arc<dyn KeyCustody>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// An engine over the given adapters.
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        crypto: Arc<dyn CryptoProvider>,
+        custody: Arc<dyn KeyCustody>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Self {
+        Engine {
+            store,
+            crypto,
+            custody,
+            clock,
+            config,
+        }
+    }
+
+    /// The store this engine works on.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    /// The crypto provider this engine uses.
+    pub fn crypto(&self) -> &Arc<dyn CryptoProvider> {
+        &self.crypto
+    }
+
+    /// This engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The current instant, at store precision.
+    pub fn now(&self) -> Timestamp {
+        truncate(self.clock.now())
+    }
+
+    fn draft(
+        &self,
+        event: &str,
+        target: crate::ids::Target,
+        rotation_id: Option<RotationId>,
+        details: serde_json::Value,
+    ) -> AuditDraft {
+        AuditDraft {
+            event: event.to_owned(),
+            target,
+            rotation_id,
+            actor: self.config.actor.clone(),
+            details,
+        }
+    }
+
+    async fn append_audit(&self, tx: &mut dyn StoreTx, at: Timestamp, drafts: Vec<AuditDraft>) -> Result<()> {
+        audit::append(tx, self.crypto.as_ref(), at, drafts).await
+    }
+
+    /// Re-reads `run` inside `tx` and checks this engine still holds its
+    /// lease; renews the lease. A run taken over by another process fails
+    /// with `concurrent_rotation`, so two processes never drive one run.
+    async fn hold_lease(&self, tx: &mut dyn StoreTx, run: &mut Run, now: Timestamp) -> Result<()> {
+        let stored = tx
+            .get_run(run.rotation_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("rotation {} not found", run.rotation_id)))?;
+        if stored.lease_owner != self.config.owner {
+            return Err(Error::new(
+                Reason::ConcurrentRotation,
+                format!(
+                    "rotation {} was taken over by {} after this process's lease expired",
+                    run.rotation_id, stored.lease_owner
+                ),
+            )
+            .with_rotation(run.rotation_id));
+        }
+        run.lease_expires_at = now + self.config.lease;
+        run.updated_at = now;
+        Ok(())
+    }
+}

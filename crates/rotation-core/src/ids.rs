@@ -1,0 +1,222 @@
+//! Identifier newtypes, parsed once at the edge so invalid ids cannot exist.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Checks the shared id syntax: 1..=128 chars of `[A-Za-z0-9._:-]`, starting
+/// with an alphanumeric character.
+fn check_name(kind: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value.as_bytes()[0].is_ascii_alphanumeric()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!(
+            "invalid {kind} {value:?}: use 1 to 128 letters, digits, '.', '_', '-' or ':', starting with a letter or digit"
+        )))
+    }
+}
+
+macro_rules! name_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parse and validate an id.
+            pub fn parse(value: impl Into<String>) -> Result<Self> {
+                let value = value.into();
+                check_name($kind, &value)?;
+                Ok(Self(value))
+            }
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(s: String) -> Result<Self> {
+                Self::parse(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+name_id!(
+    /// An organisational authority, e.g. `org-acme`.
+    AuthorityId,
+    "authority id"
+);
+name_id!(
+    /// An agent whose trust chain the authority signs.
+    AgentId,
+    "agent id"
+);
+name_id!(
+    /// A signing key, e.g. `org-acme/k-0192...`; unique across the store.
+    KeyId,
+    "key id"
+);
+
+impl KeyId {
+    /// A fresh key id for `authority`, unique and time ordered.
+    pub fn generate(authority: &AuthorityId) -> Self {
+        KeyId(format!("{}.k-{}", authority, uuid::Uuid::now_v7().simple()))
+    }
+}
+
+/// A rotation run id (UUID v7: unique and time ordered). Also the
+/// idempotency token of a run: every step is keyed by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RotationId(pub uuid::Uuid);
+
+impl RotationId {
+    /// A fresh, time-ordered rotation id.
+    pub fn generate() -> Self {
+        RotationId(uuid::Uuid::now_v7())
+    }
+}
+
+impl fmt::Display for RotationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for RotationId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        uuid::Uuid::parse_str(s)
+            .map(RotationId)
+            .map_err(|_| Error::invalid_input(format!("invalid rotation id {s:?}: expected a UUID")))
+    }
+}
+
+/// What a rotation acts on: `authority:<id>`, `keyring:<name>` or `secret:<path>`.
+///
+/// Policies, schedules, runs and audit events are keyed by target so the
+/// three kinds share one engine.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// An organisational authority's signing key.
+    Authority(AuthorityId),
+    /// An encryption keyring.
+    Keyring(String),
+    /// A stored secret.
+    Secret(String),
+    /// The store itself (events not about one credential, e.g. initialisation).
+    Store,
+}
+
+impl Target {
+    /// The kind prefix: `authority`, `keyring`, `secret` or `store`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Authority(_) => "authority",
+            Target::Keyring(_) => "keyring",
+            Target::Secret(_) => "secret",
+            Target::Store => "store",
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Authority(id) => write!(f, "authority:{id}"),
+            Target::Keyring(name) => write!(f, "keyring:{name}"),
+            Target::Secret(path) => write!(f, "secret:{path}"),
+            Target::Store => f.write_str("store"),
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "store" {
+            return Ok(Target::Store);
+        }
+        let (kind, rest) = s.split_once(':').ok_or_else(|| {
+            Error::invalid_input(format!(
+                "invalid target {s:?}: expected authority:<id>, keyring:<name> or secret:<path>"
+            ))
+        })?;
+        match kind {
+            "authority" => Ok(Target::Authority(AuthorityId::parse(rest)?)),
+            "keyring" if !rest.is_empty() => Ok(Target::Keyring(rest.to_owned())),
+            "secret" if !rest.is_empty() => Ok(Target::Secret(rest.to_owned())),
+            _ => Err(Error::invalid_input(format!(
+                "invalid target {s:?}: expected authority:<id>, keyring:<name> or secret:<path>"
+            ))),
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_reject_bad_syntax() {
+        assert!(AuthorityId::parse("org-acme").is_ok());
+        for bad in ["", "-x", "a b", "a/b", &"x".repeat(129)] {
+            assert!(AuthorityId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn targets_round_trip() {
+        for t in ["authority:org-acme", "keyring:payments", "secret:db/prod", "store"] {
+            assert_eq!(t.parse::<Target>().unwrap().to_string(), t);
+        }
+        assert!("nope:x".parse::<Target>().is_err());
+        assert!("authority:".parse::<Target>().is_err());
+    }
+}

@@ -1,0 +1,37 @@
+use async_trait::async_trait;
+
+use crate::authority::CustodyRef;
+use crate::error::Result;
+use crate::ids::KeyId;
+
+/// A freshly created signing key: its public half and the custody handle
+/// of its private half.
+#[derive(Debug, Clone)]
+pub struct NewSigningKey {
+    /// 32-byte Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// Handle through which the custody signs with the private key.
+    pub custody: CustodyRef,
+}
+
+/// Holds private keys and signs with them. Private key material never
+/// leaves a custody in the clear: the local custody keeps it sealed under
+/// the KEK, a Vault Transit custody keeps it in the server.
+#[async_trait]
+pub trait KeyCustody: Send + Sync {
+    /// Name stored in every [`CustodyRef`] this custody creates (e.g. `local`).
+    fn name(&self) -> &str;
+
+    /// Creates a new Ed25519 signing key for `key_id`. Creating the same
+    /// `key_id` twice is allowed (a resumed rotation does it); only the
+    /// handle that gets stored is used.
+    async fn create_signing_key(&self, key_id: &KeyId) -> Result<NewSigningKey>;
+
+    /// Signs every message with the key behind `key`, in order. Batches are
+    /// how trust chains are re-signed: implementations parallelise them.
+    async fn sign(&self, key_id: &KeyId, key: &CustodyRef, messages: &[Vec<u8>]) -> Result<Vec<Vec<u8>>>;
+
+    /// Forgets a key created by a rotation that was rolled back. Must
+    /// succeed for keys that were never created or already destroyed.
+    async fn destroy_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()>;
+}

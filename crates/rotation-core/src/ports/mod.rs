@@ -1,0 +1,11 @@
+//! Ports: the traits adapters implement. Core sits on these and nothing else.
+//!
+//! All ports are object safe and used as `Arc<dyn Port>`.
+
+mod crypto;
+mod custody;
+mod store;
+
+pub use crypto::{CryptoProvider, DataKey};
+pub use custody::{KeyCustody, NewSigningKey};
+pub use store::{RecordQuery, StateStore, StoreTx};

@@ -1,0 +1,141 @@
+use async_trait::async_trait;
+
+use crate::audit::{AuditEvent, AuditHead};
+use crate::authority::{Authority, SigningKey};
+use crate::chain::TrustRecord;
+use crate::error::Result;
+use crate::ids::{AgentId, AuthorityId, KeyId, RotationId, Target};
+use crate::run::Run;
+use crate::schedule::Schedule;
+use crate::time::Timestamp;
+
+/// Which trust-chain records to list. Results are ordered by
+/// `(agent_id, id)`; `after` continues after that position (keyset paging).
+#[derive(Debug, Clone, Default)]
+pub struct RecordQuery {
+    /// Only this agent's records.
+    pub agent: Option<AgentId>,
+    /// Only records signed by this authority.
+    pub authority: Option<AuthorityId>,
+    /// Only records signed by one of these keys.
+    pub key_ids: Option<Vec<KeyId>>,
+    /// Continue after this `(agent_id, id)`.
+    pub after: Option<(AgentId, uuid::Uuid)>,
+    /// At most this many records.
+    pub limit: usize,
+}
+
+/// Persistent state: authorities, keys, trust chains, runs (the journal),
+/// schedules, the audit log and store metadata.
+///
+/// Reads here see committed data. Every change goes through a
+/// [`StoreTx`], so a state change and the audit events recording it
+/// commit together or not at all.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Starts a write transaction. Write transactions on one store are
+    /// serialised; a dropped transaction rolls back.
+    async fn begin(&self) -> Result<Box<dyn StoreTx>>;
+
+    /// Reads a metadata value (e.g. the KEK salt and check value).
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// One authority.
+    async fn get_authority(&self, id: &AuthorityId) -> Result<Option<Authority>>;
+    /// All authorities, ordered by id.
+    async fn list_authorities(&self) -> Result<Vec<Authority>>;
+
+    /// One key.
+    async fn get_key(&self, key_id: &KeyId) -> Result<Option<SigningKey>>;
+    /// An authority's keys, oldest first.
+    async fn list_keys(&self, authority: &AuthorityId) -> Result<Vec<SigningKey>>;
+
+    /// Trust-chain records matching `query`, ordered by `(agent_id, id)`.
+    async fn list_records(&self, query: &RecordQuery) -> Result<Vec<TrustRecord>>;
+    /// Number of distinct agents whose records `rotation` re-signed.
+    async fn count_agents_resigned_by(&self, rotation: RotationId) -> Result<u64>;
+
+    /// One run.
+    async fn get_run(&self, id: RotationId) -> Result<Option<Run>>;
+    /// Runs, newest first, optionally for one target.
+    async fn list_runs(&self, target: Option<&Target>, limit: usize) -> Result<Vec<Run>>;
+    /// Every non-terminal run (to find runs whose lease expired).
+    async fn list_active_runs(&self) -> Result<Vec<Run>>;
+
+    /// Schedules, soonest first, optionally for one target; with
+    /// `only_pending`, only those still `scheduled`.
+    async fn list_schedules(&self, target: Option<&Target>, only_pending: bool) -> Result<Vec<Schedule>>;
+
+    /// Audit events with `seq > after_seq`, ascending, at most `limit`.
+    async fn list_audit(&self, after_seq: i64, limit: usize) -> Result<Vec<AuditEvent>>;
+    /// The newest events, newest first.
+    async fn list_audit_newest(&self, limit: usize) -> Result<Vec<AuditEvent>>;
+    /// The stored head of the audit chain.
+    async fn audit_head(&self) -> Result<Option<AuditHead>>;
+}
+
+/// A write transaction. Reads inside it see its own writes. Nothing is
+/// visible to others until [`StoreTx::commit`]; dropping it rolls back.
+#[async_trait]
+pub trait StoreTx: Send {
+    /// Commits every change made in this transaction atomically.
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Writes a metadata value.
+    async fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<()>;
+
+    /// One authority.
+    async fn get_authority(&mut self, id: &AuthorityId) -> Result<Option<Authority>>;
+    /// Inserts an authority; `already_exists` if the id is taken.
+    async fn insert_authority(&mut self, authority: &Authority) -> Result<()>;
+    /// Replaces an authority's row; `not_found` if missing.
+    async fn update_authority(&mut self, authority: &Authority) -> Result<()>;
+
+    /// One key.
+    async fn get_key(&mut self, key_id: &KeyId) -> Result<Option<SigningKey>>;
+    /// Inserts a key; `already_exists` if the id is taken.
+    async fn insert_key(&mut self, key: &SigningKey) -> Result<()>;
+    /// Replaces a key's row; `not_found` if missing.
+    async fn update_key(&mut self, key: &SigningKey) -> Result<()>;
+    /// Deletes a key that was never promoted (rollback). Deleting a missing key is not an error.
+    async fn delete_key(&mut self, key_id: &KeyId) -> Result<()>;
+
+    /// Inserts records; `already_exists` if an id is taken.
+    async fn insert_records(&mut self, records: &[TrustRecord]) -> Result<()>;
+    /// Replaces body, key, signature, `signed_at` and `resigned_by` of each
+    /// record whose stored `key_id` is still `expected_key`; returns how many
+    /// were replaced (a record re-signed by someone else is left alone).
+    async fn resign_records(&mut self, expected_key: &[KeyId], records: &[TrustRecord]) -> Result<u64>;
+
+    /// One run.
+    async fn get_run(&mut self, id: RotationId) -> Result<Option<Run>>;
+    /// The non-terminal run of a target, if any.
+    async fn active_run(&mut self, target: &Target) -> Result<Option<Run>>;
+    /// Inserts a run; `concurrent_rotation` if the target already has a
+    /// non-terminal run (enforced by the store, not by the caller), and
+    /// `already_exists` if the rotation id is taken.
+    async fn insert_run(&mut self, run: &Run) -> Result<()>;
+    /// Replaces a run's row; `not_found` if missing.
+    async fn update_run(&mut self, run: &Run) -> Result<()>;
+
+    /// Inserts a schedule.
+    async fn insert_schedule(&mut self, schedule: &Schedule) -> Result<()>;
+    /// Replaces a schedule's row; `not_found` if missing.
+    async fn update_schedule(&mut self, schedule: &Schedule) -> Result<()>;
+    /// Claims up to `limit` schedules that are `scheduled`, due at `now` and
+    /// not claimed by a live claim: sets `claimed_by = owner` and
+    /// `claim_expires_at = until`, and returns them, soonest first.
+    async fn claim_due_schedules(
+        &mut self,
+        now: Timestamp,
+        owner: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Schedule>>;
+
+    /// The current head of the audit chain, locked for this transaction.
+    async fn audit_head(&mut self) -> Result<Option<AuditHead>>;
+    /// Appends one event (already chained by [`crate::audit::append`]) and
+    /// moves the head to it.
+    async fn append_audit(&mut self, event: &AuditEvent) -> Result<()>;
+}

@@ -1,0 +1,67 @@
+//! Scheduled rotations: a target, a due time and who has claimed it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{RotationId, Target};
+use crate::time::Timestamp;
+
+/// State of a schedule entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleState {
+    /// Waiting for its due time.
+    Scheduled,
+    /// Its rotation ran to completion.
+    Done,
+    /// Its rotation failed.
+    Failed,
+    /// Cancelled by an operator.
+    Cancelled,
+}
+
+impl ScheduleState {
+    /// The stable string of this state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleState::Scheduled => "scheduled",
+            ScheduleState::Done => "done",
+            ScheduleState::Failed => "failed",
+            ScheduleState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the stable string of a state.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "scheduled" => ScheduleState::Scheduled,
+            "done" => ScheduleState::Done,
+            "failed" => ScheduleState::Failed,
+            "cancelled" => ScheduleState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// A one-off scheduled rotation. Its id is the rotation id the run will use,
+/// so processing it twice cannot rotate twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Schedule id = rotation id of the run it starts.
+    pub id: RotationId,
+    /// What to rotate.
+    pub target: Target,
+    /// When it is due.
+    pub due_at: Timestamp,
+    /// State.
+    pub state: ScheduleState,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Who created it.
+    pub actor: String,
+    /// Process that claimed it for processing.
+    pub claimed_by: Option<String>,
+    /// Until when the claim holds.
+    pub claim_expires_at: Option<Timestamp>,
+    /// Error of the last attempt.
+    pub last_error: Option<String>,
+}
