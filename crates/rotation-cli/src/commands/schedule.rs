@@ -1,0 +1,82 @@
+//! `rotation schedule ...`.
+
+use rotation_core::{Error, Reason, Result};
+
+use crate::app::Context;
+use crate::cli::{Output, ScheduleCommand};
+use crate::output::{self, time};
+
+pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
+    let out = ctx.global.output;
+    match command {
+        ScheduleCommand::List { all } => {
+            let engine = ctx.engine(false).await?;
+            let schedules = engine.list_schedules(None, !all).await?;
+            match out {
+                Output::Json => output::json(&schedules),
+                Output::Table => {
+                    let mut t = output::table(&["rotation id", "target", "due at", "state", "last error"]);
+                    for s in &schedules {
+                        t.add_row(vec![
+                            s.id.to_string(),
+                            s.target.to_string(),
+                            time(Some(s.due_at)),
+                            s.state.as_str().to_string(),
+                            s.last_error.clone().unwrap_or_else(|| "-".into()),
+                        ]);
+                    }
+                    output::print_table(&t)
+                }
+            }
+        }
+        ScheduleCommand::RunDue => {
+            let engine = ctx.engine(true).await?;
+            let outcomes = engine.process_scheduled_rotations().await?;
+            match out {
+                Output::Json => output::json(&outcomes)?,
+                Output::Table => {
+                    let mut t = output::table(&["rotation id", "target", "outcome", "chains updated", "detail"]);
+                    for o in &outcomes {
+                        let (outcome, detail) = match (&o.result, &o.error_reason) {
+                            (Some(r), _) => ("completed", format!("new key {}", r.new_key_id)),
+                            (None, Some(reason)) if o.deferred => {
+                                ("deferred", format!("{reason}: {}", o.error.clone().unwrap_or_default()))
+                            }
+                            (None, reason) => (
+                                "failed",
+                                format!(
+                                    "{}: {}",
+                                    reason.clone().unwrap_or_default(),
+                                    o.error.clone().unwrap_or_default()
+                                ),
+                            ),
+                        };
+                        t.add_row(vec![
+                            o.rotation_id.to_string(),
+                            o.target.to_string(),
+                            outcome.to_string(),
+                            o.result
+                                .as_ref()
+                                .map(|r| r.chains_updated.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            detail,
+                        ]);
+                    }
+                    if outcomes.is_empty() {
+                        output::line("nothing due")?;
+                    } else {
+                        output::print_table(&t)?;
+                    }
+                }
+            }
+            let failed = outcomes.iter().filter(|o| o.result.is_none() && !o.deferred).count();
+            if failed > 0 {
+                return Err(Error::new(
+                    Reason::RotationFailed,
+                    format!("{failed} of {} due rotations failed", outcomes.len()),
+                ));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The key-encryption key (KEK): derived from the master secret and a
+//! random per-store salt; the master secret itself is never stored.
+//!
+//! - A master **password** goes through Argon2id (memory-hard, ~20 ms).
+//! - A random **key file** is already high-entropy, so it goes through
+//!   HKDF-SHA256 instead (a slow KDF adds nothing there).
+//!
+//! The store keeps [`KekParams`] (kind, salt, cost parameters and a check
+//! value sealed under the KEK), so a wrong master secret is detected before
+//! anything is changed.
+
+use std::fmt;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::hkdf;
+use ring::rand::{SecureRandom, SystemRandom};
+use rotation_core::ports::DataKey;
+use rotation_core::{Error, Reason, Result};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::sealed;
+
+/// The master secret the KEK is derived from. `Debug` never shows it.
+pub enum MasterSecret {
+    /// A password (Argon2id).
+    Password(SecretString),
+    /// The contents of a random key file (HKDF-SHA256).
+    KeyFile(SecretBox<Vec<u8>>),
+}
+
+impl fmt::Debug for MasterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MasterSecret::Password(_) => f.write_str("MasterSecret::Password(<redacted>)"),
+            MasterSecret::KeyFile(_) => f.write_str("MasterSecret::KeyFile(<redacted>)"),
+        }
+    }
+}
+
+impl MasterSecret {
+    /// The kind stored in [`KekParams`]: `password` or `key_file`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MasterSecret::Password(_) => "password",
+            MasterSecret::KeyFile(_) => "key_file",
+        }
+    }
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Argon2Cost {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Iterations.
+    pub t: u32,
+    /// Parallelism.
+    pub p: u32,
+}
+
+impl Default for Argon2Cost {
+    /// OWASP's recommended Argon2id setting (19 MiB, 2 iterations, 1 lane).
+    fn default() -> Self {
+        Argon2Cost {
+            m_kib: 19 * 1024,
+            t: 2,
+            p: 1,
+        }
+    }
+}
+
+/// What the store keeps about its KEK (never the KEK or the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KekParams {
+    /// Layout version of this record.
+    pub version: u32,
+    /// `password` or `key_file`.
+    pub kind: String,
+    /// Random 16-byte salt, base64url.
+    pub salt: String,
+    /// Argon2id costs (for `password`).
+    pub argon2: Argon2Cost,
+    /// KEK generation (the key version in every value sealed under it).
+    pub generation: u32,
+    /// A constant sealed under the KEK, base64url: proves a derived KEK is the right one.
+    pub check: String,
+}
+
+const CHECK_AAD: &[u8] = b"rotation-kek-check-v1";
+const CHECK_PLAINTEXT: &[u8] = b"rotation-kek-check";
+const HKDF_INFO: &[u8] = b"rotation-kek-v1";
+
+/// The key-encryption key. Zeroized on drop, never printed.
+#[derive(Clone)]
+pub struct Kek {
+    key: DataKey,
+    generation: u32,
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kek(generation {}, <redacted>)", self.generation)
+    }
+}
+
+impl Kek {
+    /// Creates parameters for a new store and the KEK they describe.
+    pub fn create(secret: &MasterSecret) -> Result<(Kek, KekParams)> {
+        let rng = SystemRandom::new();
+        let mut salt = [0u8; 16];
+        rng.fill(&mut salt)
+            .map_err(|_| Error::backend("random source failed"))?;
+        let mut params = KekParams {
+            version: 1,
+            kind: secret.kind().to_owned(),
+            salt: URL_SAFE_NO_PAD.encode(salt),
+            argon2: Argon2Cost::default(),
+            generation: 1,
+            check: String::new(),
+        };
+        let kek = derive(secret, &params)?;
+        let mut nonce = [0u8; 12];
+        rng.fill(&mut nonce)
+            .map_err(|_| Error::backend("random source failed"))?;
+        let check = sealed::seal_with_nonce(&kek.key, params.generation, nonce, CHECK_AAD, CHECK_PLAINTEXT)?;
+        params.check = URL_SAFE_NO_PAD.encode(check);
+        Ok((kek, params))
+    }
+
+    /// Derives the KEK from `secret` and checks it against the stored check
+    /// value. A wrong secret is `unauthorized`; nothing is changed.
+    pub fn unlock(secret: &MasterSecret, params: &KekParams) -> Result<Kek> {
+        if params.kind != secret.kind() {
+            let want = if params.kind == "password" {
+                "a master password (ROTATION_MASTER_PASSWORD)"
+            } else {
+                "the master key file (ROTATION_MASTER_KEY_FILE)"
+            };
+            return Err(Error::new(
+                Reason::Unauthorized,
+                format!("this store is protected by {want}"),
+            ));
+        }
+        let kek = derive(secret, params)?;
+        let check = URL_SAFE_NO_PAD
+            .decode(&params.check)
+            .map_err(|_| Error::tampered("stored KEK check value is not base64url"))?;
+        sealed::open(&kek.key, CHECK_AAD, &check).map_err(|_| {
+            Error::new(
+                Reason::Unauthorized,
+                "the master secret does not open this store (wrong password or key file); nothing was changed",
+            )
+        })?;
+        Ok(kek)
+    }
+
+    /// The KEK generation (the key version of values sealed under it).
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The key, for sealing and opening.
+    pub fn data_key(&self) -> &DataKey {
+        &self.key
+    }
+}
+
+fn derive(secret: &MasterSecret, params: &KekParams) -> Result<Kek> {
+    let salt = URL_SAFE_NO_PAD
+        .decode(&params.salt)
+        .map_err(|_| Error::tampered("stored KEK salt is not base64url"))?;
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    match secret {
+        MasterSecret::Password(password) => {
+            let cost = params.argon2;
+            let argon_params = Params::new(cost.m_kib, cost.t, cost.p, Some(32))
+                .map_err(|e| Error::tampered(format!("stored Argon2 parameters are invalid: {e}")))?;
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params)
+                .hash_password_into(password.expose_secret().as_bytes(), &salt, out.as_mut())
+                .map_err(|e| Error::invalid_input(format!("cannot derive the KEK: {e}")))?;
+        }
+        MasterSecret::KeyFile(bytes) => {
+            let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(bytes.expose_secret());
+            prk.expand(&[HKDF_INFO], hkdf::HKDF_SHA256)
+                .and_then(|okm| okm.fill(out.as_mut()))
+                .map_err(|_| Error::invalid_input("cannot derive the KEK from the key file"))?;
+        }
+    }
+    Ok(Kek {
+        key: DataKey::from_bytes(*out),
+        generation: params.generation,
+    })
+}

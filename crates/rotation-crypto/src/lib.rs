@@ -1,0 +1,16 @@
+//! `rotation-crypto`: ring implementations of `rotation-core`'s crypto ports.
+//!
+//! **Architecture invariant:** this is the only crate that uses a crypto
+//! library (ring, plus argon2 for password-based key derivation). Private
+//! keys leave it only sealed under the key-encryption key (KEK), and secret
+//! material is zeroized on drop and never shown by `Debug`.
+
+pub mod custody;
+pub mod generate;
+pub mod kek;
+pub mod provider;
+pub mod sealed;
+
+pub use custody::LocalCustody;
+pub use kek::{Kek, KekParams, MasterSecret};
+pub use provider::RingCrypto;
