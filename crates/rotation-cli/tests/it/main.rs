@@ -1,1 +1,8 @@
-//! CLI integration tests.
+//! CLI integration tests: the `rotation` binary against temp directories.
+
+mod audit;
+mod authority;
+mod chains;
+mod concurrency;
+mod master_key;
+mod support;
