@@ -44,7 +44,6 @@ pub(crate) async fn run(ctx: &Context, command: ChainCommand) -> Result<()> {
             let query = RecordQuery {
                 agent: agent.map(AgentId::parse).transpose()?,
                 authority: authority.map(AuthorityId::parse).transpose()?,
-                limit: usize::MAX,
                 ..RecordQuery::default()
             };
             if let Some(a) = &query.authority {

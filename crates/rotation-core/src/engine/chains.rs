@@ -62,7 +62,6 @@ impl Engine {
                     .store
                     .list_records(&RecordQuery {
                         agent: Some(request.agent_id.clone()),
-                        limit: usize::MAX,
                         ..RecordQuery::default()
                     })
                     .await?;
@@ -122,7 +121,7 @@ impl Engine {
                 )
             })
             .collect();
-        drafts.sort_by(|a, b| a.details.to_string().cmp(&b.details.to_string()));
+        drafts.sort_by_key(|d| d.details.to_string());
         self.append_audit(tx.as_mut(), now, drafts).await?;
         tx.commit().await?;
         Ok(pending)
@@ -167,7 +166,6 @@ impl Engine {
             .store
             .list_records(&RecordQuery {
                 agent: Some(agent.clone()),
-                limit: usize::MAX,
                 ..RecordQuery::default()
             })
             .await?;

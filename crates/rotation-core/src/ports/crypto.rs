@@ -1,3 +1,5 @@
+//! The crypto port: stateless primitives and the data-key type.
+
 use std::fmt;
 
 use zeroize::Zeroizing;

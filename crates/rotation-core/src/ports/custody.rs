@@ -1,3 +1,5 @@
+//! The key custody port: where private keys live and how they sign.
+
 use async_trait::async_trait;
 
 use crate::authority::CustodyRef;

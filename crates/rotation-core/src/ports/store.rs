@@ -1,3 +1,5 @@
+//! The persistence port: [`StateStore`] and its write transaction [`StoreTx`].
+
 use async_trait::async_trait;
 
 use crate::audit::{AuditEvent, AuditHead};
@@ -11,7 +13,7 @@ use crate::time::Timestamp;
 
 /// Which trust-chain records to list. Results are ordered by
 /// `(agent_id, id)`; `after` continues after that position (keyset paging).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RecordQuery {
     /// Only this agent's records.
     pub agent: Option<AgentId>,
@@ -21,8 +23,20 @@ pub struct RecordQuery {
     pub key_ids: Option<Vec<KeyId>>,
     /// Continue after this `(agent_id, id)`.
     pub after: Option<(AgentId, uuid::Uuid)>,
-    /// At most this many records.
+    /// At most this many records (`usize::MAX`, the default, for all).
     pub limit: usize,
+}
+
+impl Default for RecordQuery {
+    fn default() -> Self {
+        RecordQuery {
+            agent: None,
+            authority: None,
+            key_ids: None,
+            after: None,
+            limit: usize::MAX,
+        }
+    }
 }
 
 /// Persistent state: authorities, keys, trust chains, runs (the journal),
@@ -76,6 +90,8 @@ pub trait StateStore: Send + Sync {
 
 /// A write transaction. Reads inside it see its own writes. Nothing is
 /// visible to others until [`StoreTx::commit`]; dropping it rolls back.
+/// After a failed call, drop the transaction: whether it stays usable is
+/// store specific (PostgreSQL aborts it).
 #[async_trait]
 pub trait StoreTx: Send {
     /// Commits every change made in this transaction atomically.
@@ -103,9 +119,9 @@ pub trait StoreTx: Send {
     /// Inserts records; `already_exists` if an id is taken.
     async fn insert_records(&mut self, records: &[TrustRecord]) -> Result<()>;
     /// Replaces body, key, signature, `signed_at` and `resigned_by` of each
-    /// record whose stored `key_id` is still `expected_key`; returns how many
+    /// record whose stored `key_id` is still one of `expected_keys`; returns how many
     /// were replaced (a record re-signed by someone else is left alone).
-    async fn resign_records(&mut self, expected_key: &[KeyId], records: &[TrustRecord]) -> Result<u64>;
+    async fn resign_records(&mut self, expected_keys: &[KeyId], records: &[TrustRecord]) -> Result<u64>;
 
     /// One run.
     async fn get_run(&mut self, id: RotationId) -> Result<Option<Run>>;
@@ -115,15 +131,17 @@ pub trait StoreTx: Send {
     /// non-terminal run (enforced by the store, not by the caller), and
     /// `already_exists` if the rotation id is taken.
     async fn insert_run(&mut self, run: &Run) -> Result<()>;
-    /// Replaces a run's row; `not_found` if missing.
+    /// Replaces a run's row; `not_found` if missing, `concurrent_rotation`
+    /// if it would make a second non-terminal run for the target.
     async fn update_run(&mut self, run: &Run) -> Result<()>;
 
-    /// Inserts a schedule.
+    /// Inserts a schedule; `already_exists` if the id is taken.
     async fn insert_schedule(&mut self, schedule: &Schedule) -> Result<()>;
     /// Replaces a schedule's row; `not_found` if missing.
     async fn update_schedule(&mut self, schedule: &Schedule) -> Result<()>;
     /// Claims up to `limit` schedules that are `scheduled`, due at `now` and
-    /// not claimed by a live claim: sets `claimed_by = owner` and
+    /// not claimed by a live claim (a claim expiring at or before `now`, or
+    /// without an expiry, is free): sets `claimed_by = owner` and
     /// `claim_expires_at = until`, and returns them, soonest first.
     async fn claim_due_schedules(
         &mut self,
@@ -136,6 +154,7 @@ pub trait StoreTx: Send {
     /// The current head of the audit chain, locked for this transaction.
     async fn audit_head(&mut self) -> Result<Option<AuditHead>>;
     /// Appends one event (already chained by [`crate::audit::append`]) and
-    /// moves the head to it.
+    /// moves the head to it. Its `seq` must be the head's plus one
+    /// (`already_exists` for a taken sequence number).
     async fn append_audit(&mut self, event: &AuditEvent) -> Result<()>;
 }

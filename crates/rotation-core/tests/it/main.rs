@@ -1,0 +1,9 @@
+//! Engine tests on the in-memory store with the real ring crypto and a
+//! settable clock: rotation, rollback, resume after a crash at every step,
+//! concurrency, revocation and schedules.
+
+mod resume;
+mod revoke;
+mod rotation;
+mod schedules;
+mod support;

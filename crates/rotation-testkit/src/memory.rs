@@ -1,0 +1,528 @@
+//! [`MemoryStore`]: a complete [`StateStore`] kept in memory, with the
+//! semantics of a SQL store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Bound;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use rotation_core::audit::{AuditEvent, AuditHead};
+use rotation_core::authority::{Authority, SigningKey};
+use rotation_core::chain::TrustRecord;
+use rotation_core::error::{Error, Reason, Result};
+use rotation_core::ids::{AgentId, AuthorityId, KeyId, RotationId, Target};
+use rotation_core::ports::{RecordQuery, StateStore, StoreTx};
+use rotation_core::run::Run;
+use rotation_core::schedule::{Schedule, ScheduleState};
+use rotation_core::time::Timestamp;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
+
+/// The whole state. Every table sits behind an `Arc`, so a transaction's
+/// copy is cheap and a table is only copied when the transaction first
+/// writes to it (`Arc::make_mut`).
+#[derive(Clone, Default)]
+struct State {
+    meta: Arc<BTreeMap<String, Vec<u8>>>,
+    authorities: Arc<BTreeMap<AuthorityId, Authority>>,
+    keys: Arc<BTreeMap<KeyId, SigningKey>>,
+    /// Ordered by `(agent_id, id)`, the keyset-paging order.
+    records: Arc<BTreeMap<(AgentId, Uuid), TrustRecord>>,
+    /// Record id -> agent (record ids are unique across agents).
+    record_agents: Arc<HashMap<Uuid, AgentId>>,
+    runs: Arc<BTreeMap<RotationId, Run>>,
+    schedules: Arc<BTreeMap<RotationId, Schedule>>,
+    audit: Arc<BTreeMap<i64, AuditEvent>>,
+    head: Option<AuditHead>,
+}
+
+impl State {
+    fn get_authority(&self, id: &AuthorityId) -> Option<Authority> {
+        self.authorities.get(id).cloned()
+    }
+
+    fn get_key(&self, key_id: &KeyId) -> Option<SigningKey> {
+        self.keys.get(key_id).cloned()
+    }
+
+    fn list_keys(&self, authority: &AuthorityId) -> Vec<SigningKey> {
+        let mut keys: Vec<SigningKey> = self
+            .keys
+            .values()
+            .filter(|k| &k.authority_id == authority)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key_id.cmp(&b.key_id)));
+        keys
+    }
+
+    fn list_records(&self, query: &RecordQuery) -> Vec<TrustRecord> {
+        let lower = match &query.after {
+            Some((agent, id)) => Bound::Excluded((agent.clone(), *id)),
+            None => Bound::Unbounded,
+        };
+        self.records
+            .range((lower, Bound::Unbounded))
+            .map(|(_, r)| r)
+            .filter(|r| query.agent.as_ref().is_none_or(|a| &r.agent_id == a))
+            .filter(|r| query.authority.as_ref().is_none_or(|a| &r.authority_id == a))
+            .filter(|r| query.key_ids.as_ref().is_none_or(|keys| keys.contains(&r.key_id)))
+            .take(query.limit)
+            .cloned()
+            .collect()
+    }
+
+    fn count_agents_resigned_by(&self, rotation: RotationId) -> u64 {
+        let agents: BTreeSet<&AgentId> = self
+            .records
+            .values()
+            .filter(|r| r.resigned_by == Some(rotation))
+            .map(|r| &r.agent_id)
+            .collect();
+        agents.len() as u64
+    }
+
+    fn get_run(&self, id: RotationId) -> Option<Run> {
+        self.runs.get(&id).cloned()
+    }
+
+    fn active_run(&self, target: &Target) -> Option<Run> {
+        self.runs
+            .values()
+            .find(|r| &r.target == target && !r.state.is_terminal())
+            .cloned()
+    }
+
+    fn list_runs(&self, target: Option<&Target>, limit: usize) -> Vec<Run> {
+        let mut runs: Vec<&Run> = self
+            .runs
+            .values()
+            .filter(|r| target.is_none_or(|t| &r.target == t))
+            .collect();
+        runs.sort_by(|a, b| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then_with(|| b.rotation_id.cmp(&a.rotation_id))
+        });
+        runs.into_iter().take(limit).cloned().collect()
+    }
+
+    fn list_active_runs(&self) -> Vec<Run> {
+        let mut runs: Vec<&Run> = self.runs.values().filter(|r| !r.state.is_terminal()).collect();
+        runs.sort_by(|a, b| {
+            a.started_at
+                .cmp(&b.started_at)
+                .then_with(|| a.rotation_id.cmp(&b.rotation_id))
+        });
+        runs.into_iter().cloned().collect()
+    }
+
+    fn list_schedules(&self, target: Option<&Target>, only_pending: bool) -> Vec<Schedule> {
+        let mut schedules: Vec<&Schedule> = self
+            .schedules
+            .values()
+            .filter(|s| target.is_none_or(|t| &s.target == t))
+            .filter(|s| !only_pending || s.state == ScheduleState::Scheduled)
+            .collect();
+        schedules.sort_by(|a, b| a.due_at.cmp(&b.due_at).then_with(|| a.id.cmp(&b.id)));
+        schedules.into_iter().cloned().collect()
+    }
+
+    fn list_audit(&self, after_seq: i64, limit: usize) -> Vec<AuditEvent> {
+        self.audit
+            .range((Bound::Excluded(after_seq), Bound::Unbounded))
+            .map(|(_, e)| e)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    fn list_audit_newest(&self, limit: usize) -> Vec<AuditEvent> {
+        self.audit.values().rev().take(limit).cloned().collect()
+    }
+
+    /// The error for a second non-terminal run of `run.target`, mirroring
+    /// a SQL unique index on `target WHERE state is not terminal`.
+    fn check_single_active(&self, run: &Run) -> Result<()> {
+        if run.state.is_terminal() {
+            return Ok(());
+        }
+        let other = self
+            .runs
+            .values()
+            .find(|r| r.target == run.target && r.rotation_id != run.rotation_id && !r.state.is_terminal());
+        match other {
+            None => Ok(()),
+            Some(other) => {
+                let mut err = Error::new(
+                    Reason::ConcurrentRotation,
+                    format!("another rotation of {} is in progress", run.target),
+                )
+                .with_rotation(other.rotation_id);
+                if let Target::Authority(id) = &run.target {
+                    err = err.with_authority(id);
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+fn already_exists(what: impl fmt::Display) -> Error {
+    Error::new(Reason::AlreadyExists, format!("{what} already exists"))
+}
+
+fn not_found(what: impl fmt::Display) -> Error {
+    Error::not_found(format!("{what} not found"))
+}
+
+/// Committed state plus the lock that serialises write transactions.
+struct Shared {
+    committed: RwLock<State>,
+    writer: Arc<Mutex<()>>,
+}
+
+impl Shared {
+    fn snapshot(&self) -> State {
+        self.committed.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// A complete in-memory [`StateStore`] for tests, with the semantics of a
+/// SQL store:
+///
+/// - [`StateStore::begin`] waits for the store's write lock, so write
+///   transactions are serialised; the transaction works on its own copy of
+///   the state, [`StoreTx::commit`] swaps the copy in, and dropping the
+///   transaction discards it.
+/// - Reads on the store see committed state only.
+/// - Constraints: at most one non-terminal run per target
+///   ([`Reason::ConcurrentRotation`], on insert and update), unique ids
+///   ([`Reason::AlreadyExists`]), updates of missing rows
+///   ([`Reason::NotFound`]), unique audit sequence numbers. Like a store
+///   without foreign keys, references between rows are not checked.
+///
+/// A failed operation leaves the transaction usable and unchanged by that
+/// operation.
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore {
+            shared: Arc::new(Shared {
+                committed: RwLock::new(State::default()),
+                writer: Arc::new(Mutex::new(())),
+            }),
+        }
+    }
+
+    /// An empty store as `Arc<dyn StateStore>`, ready to hand to an engine.
+    pub fn new_shared() -> Arc<dyn StateStore> {
+        Arc::new(MemoryStore::new())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.snapshot();
+        f.debug_struct("MemoryStore")
+            .field("authorities", &state.authorities.len())
+            .field("keys", &state.keys.len())
+            .field("records", &state.records.len())
+            .field("runs", &state.runs.len())
+            .field("schedules", &state.schedules.len())
+            .field("audit_events", &state.audit.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn begin(&self) -> Result<Box<dyn StoreTx>> {
+        let guard = Arc::clone(&self.shared.writer).lock_owned().await;
+        // Copy only once the lock is held, so the copy includes every
+        // transaction committed before this one.
+        let state = self.shared.snapshot();
+        Ok(Box::new(MemoryTx {
+            shared: Arc::clone(&self.shared),
+            state,
+            _guard: guard,
+        }))
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.shared.snapshot().meta.get(key).cloned())
+    }
+
+    async fn get_authority(&self, id: &AuthorityId) -> Result<Option<Authority>> {
+        Ok(self.shared.snapshot().get_authority(id))
+    }
+
+    async fn list_authorities(&self) -> Result<Vec<Authority>> {
+        Ok(self.shared.snapshot().authorities.values().cloned().collect())
+    }
+
+    async fn get_key(&self, key_id: &KeyId) -> Result<Option<SigningKey>> {
+        Ok(self.shared.snapshot().get_key(key_id))
+    }
+
+    async fn list_keys(&self, authority: &AuthorityId) -> Result<Vec<SigningKey>> {
+        Ok(self.shared.snapshot().list_keys(authority))
+    }
+
+    async fn list_records(&self, query: &RecordQuery) -> Result<Vec<TrustRecord>> {
+        Ok(self.shared.snapshot().list_records(query))
+    }
+
+    async fn count_agents_resigned_by(&self, rotation: RotationId) -> Result<u64> {
+        Ok(self.shared.snapshot().count_agents_resigned_by(rotation))
+    }
+
+    async fn get_run(&self, id: RotationId) -> Result<Option<Run>> {
+        Ok(self.shared.snapshot().get_run(id))
+    }
+
+    async fn list_runs(&self, target: Option<&Target>, limit: usize) -> Result<Vec<Run>> {
+        Ok(self.shared.snapshot().list_runs(target, limit))
+    }
+
+    async fn list_active_runs(&self) -> Result<Vec<Run>> {
+        Ok(self.shared.snapshot().list_active_runs())
+    }
+
+    async fn list_schedules(&self, target: Option<&Target>, only_pending: bool) -> Result<Vec<Schedule>> {
+        Ok(self.shared.snapshot().list_schedules(target, only_pending))
+    }
+
+    async fn list_audit(&self, after_seq: i64, limit: usize) -> Result<Vec<AuditEvent>> {
+        Ok(self.shared.snapshot().list_audit(after_seq, limit))
+    }
+
+    async fn list_audit_newest(&self, limit: usize) -> Result<Vec<AuditEvent>> {
+        Ok(self.shared.snapshot().list_audit_newest(limit))
+    }
+
+    async fn audit_head(&self) -> Result<Option<AuditHead>> {
+        Ok(self.shared.snapshot().head)
+    }
+}
+
+/// A write transaction of a [`MemoryStore`]: its own copy of the state and
+/// the store's write lock.
+struct MemoryTx {
+    shared: Arc<Shared>,
+    state: State,
+    _guard: OwnedMutexGuard<()>,
+}
+
+#[async_trait]
+impl StoreTx for MemoryTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        let MemoryTx { shared, state, _guard } = *self;
+        *shared.committed.write().unwrap_or_else(PoisonError::into_inner) = state;
+        // `_guard` is released here, after the new state is visible.
+        Ok(())
+    }
+
+    async fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<()> {
+        Arc::make_mut(&mut self.state.meta).insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    async fn get_authority(&mut self, id: &AuthorityId) -> Result<Option<Authority>> {
+        Ok(self.state.get_authority(id))
+    }
+
+    async fn insert_authority(&mut self, authority: &Authority) -> Result<()> {
+        if self.state.authorities.contains_key(&authority.id) {
+            return Err(already_exists(format_args!("authority {}", authority.id)).with_authority(&authority.id));
+        }
+        Arc::make_mut(&mut self.state.authorities).insert(authority.id.clone(), authority.clone());
+        Ok(())
+    }
+
+    async fn update_authority(&mut self, authority: &Authority) -> Result<()> {
+        match Arc::make_mut(&mut self.state.authorities).get_mut(&authority.id) {
+            Some(row) => {
+                *row = authority.clone();
+                Ok(())
+            }
+            None => Err(not_found(format_args!("authority {}", authority.id)).with_authority(&authority.id)),
+        }
+    }
+
+    async fn get_key(&mut self, key_id: &KeyId) -> Result<Option<SigningKey>> {
+        Ok(self.state.get_key(key_id))
+    }
+
+    async fn insert_key(&mut self, key: &SigningKey) -> Result<()> {
+        if self.state.keys.contains_key(&key.key_id) {
+            return Err(already_exists(format_args!("key {}", key.key_id)).with_authority(&key.authority_id));
+        }
+        Arc::make_mut(&mut self.state.keys).insert(key.key_id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn update_key(&mut self, key: &SigningKey) -> Result<()> {
+        match Arc::make_mut(&mut self.state.keys).get_mut(&key.key_id) {
+            Some(row) => {
+                *row = key.clone();
+                Ok(())
+            }
+            None => Err(not_found(format_args!("key {}", key.key_id)).with_authority(&key.authority_id)),
+        }
+    }
+
+    async fn delete_key(&mut self, key_id: &KeyId) -> Result<()> {
+        if self.state.keys.contains_key(key_id) {
+            Arc::make_mut(&mut self.state.keys).remove(key_id);
+        }
+        Ok(())
+    }
+
+    async fn insert_records(&mut self, records: &[TrustRecord]) -> Result<()> {
+        // Check the whole batch first so a failed call changes nothing.
+        let mut batch = BTreeSet::new();
+        for record in records {
+            if self.state.record_agents.contains_key(&record.id) || !batch.insert(record.id) {
+                return Err(already_exists(format_args!("trust record {}", record.id)));
+            }
+        }
+        let table = Arc::make_mut(&mut self.state.records);
+        let index = Arc::make_mut(&mut self.state.record_agents);
+        for record in records {
+            table.insert((record.agent_id.clone(), record.id), record.clone());
+            index.insert(record.id, record.agent_id.clone());
+        }
+        Ok(())
+    }
+
+    async fn resign_records(&mut self, expected_key: &[KeyId], records: &[TrustRecord]) -> Result<u64> {
+        let mut replaced = 0;
+        for record in records {
+            let Some(agent) = self.state.record_agents.get(&record.id).cloned() else {
+                continue;
+            };
+            let position = (agent, record.id);
+            let matches = self
+                .state
+                .records
+                .get(&position)
+                .is_some_and(|stored| expected_key.contains(&stored.key_id));
+            if !matches {
+                continue;
+            }
+            if let Some(stored) = Arc::make_mut(&mut self.state.records).get_mut(&position) {
+                stored.body = record.body.clone();
+                stored.key_id = record.key_id.clone();
+                stored.signature = record.signature.clone();
+                stored.signed_at = record.signed_at;
+                stored.resigned_by = record.resigned_by;
+                replaced += 1;
+            }
+        }
+        Ok(replaced)
+    }
+
+    async fn get_run(&mut self, id: RotationId) -> Result<Option<Run>> {
+        Ok(self.state.get_run(id))
+    }
+
+    async fn active_run(&mut self, target: &Target) -> Result<Option<Run>> {
+        Ok(self.state.active_run(target))
+    }
+
+    async fn insert_run(&mut self, run: &Run) -> Result<()> {
+        if self.state.runs.contains_key(&run.rotation_id) {
+            return Err(already_exists(format_args!("rotation {}", run.rotation_id)).with_rotation(run.rotation_id));
+        }
+        self.state.check_single_active(run)?;
+        Arc::make_mut(&mut self.state.runs).insert(run.rotation_id, run.clone());
+        Ok(())
+    }
+
+    async fn update_run(&mut self, run: &Run) -> Result<()> {
+        if !self.state.runs.contains_key(&run.rotation_id) {
+            return Err(not_found(format_args!("rotation {}", run.rotation_id)).with_rotation(run.rotation_id));
+        }
+        self.state.check_single_active(run)?;
+        Arc::make_mut(&mut self.state.runs).insert(run.rotation_id, run.clone());
+        Ok(())
+    }
+
+    async fn insert_schedule(&mut self, schedule: &Schedule) -> Result<()> {
+        if self.state.schedules.contains_key(&schedule.id) {
+            return Err(already_exists(format_args!("schedule {}", schedule.id)));
+        }
+        Arc::make_mut(&mut self.state.schedules).insert(schedule.id, schedule.clone());
+        Ok(())
+    }
+
+    async fn update_schedule(&mut self, schedule: &Schedule) -> Result<()> {
+        match Arc::make_mut(&mut self.state.schedules).get_mut(&schedule.id) {
+            Some(row) => {
+                *row = schedule.clone();
+                Ok(())
+            }
+            None => Err(not_found(format_args!("schedule {}", schedule.id))),
+        }
+    }
+
+    async fn claim_due_schedules(
+        &mut self,
+        now: Timestamp,
+        owner: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Schedule>> {
+        let mut due: Vec<(Timestamp, RotationId)> = self
+            .state
+            .schedules
+            .values()
+            .filter(|s| s.state == ScheduleState::Scheduled && s.due_at <= now)
+            .filter(|s| s.claimed_by.is_none() || s.claim_expires_at.is_none_or(|expires| expires <= now))
+            .map(|s| (s.due_at, s.id))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let table = Arc::make_mut(&mut self.state.schedules);
+        let mut claimed = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            if let Some(schedule) = table.get_mut(&id) {
+                schedule.claimed_by = Some(owner.to_owned());
+                schedule.claim_expires_at = Some(until);
+                claimed.push(schedule.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn audit_head(&mut self) -> Result<Option<AuditHead>> {
+        Ok(self.state.head.clone())
+    }
+
+    async fn append_audit(&mut self, event: &AuditEvent) -> Result<()> {
+        if self.state.audit.contains_key(&event.seq) {
+            return Err(already_exists(format_args!("audit event {}", event.seq)));
+        }
+        Arc::make_mut(&mut self.state.audit).insert(event.seq, event.clone());
+        self.state.head = Some(AuditHead {
+            seq: event.seq,
+            hash: event.hash.clone(),
+        });
+        Ok(())
+    }
+}
