@@ -8,6 +8,7 @@ use crate::root;
 const LIBRARIES: &[&str] = &[
     "rotation-core",
     "rotation-crypto",
+    "rotation-store-pg",
     "rotation-store-sqlite",
     "rotation-testkit",
 ];

@@ -1,0 +1,150 @@
+//! [`StateStore`] for [`PgStore`]: reads on the pool, writes through
+//! [`PgTx`].
+
+use async_trait::async_trait;
+use rotation_core::audit::{AuditEvent, AuditHead};
+use rotation_core::authority::{Authority, SigningKey};
+use rotation_core::chain::TrustRecord;
+use rotation_core::ids::{AuthorityId, KeyId, RotationId, Target};
+use rotation_core::ports::{RecordQuery, StateStore, StoreTx};
+use rotation_core::run::Run;
+use rotation_core::schedule::Schedule;
+use rotation_core::{Error, Result};
+use sqlx::Row;
+
+use crate::connect::PgStore;
+use crate::error::{backend, is_lock_timeout};
+use crate::tx::PgTx;
+use crate::{queries, rows};
+
+#[async_trait]
+impl StateStore for PgStore {
+    async fn begin(&self) -> Result<Box<dyn StoreTx>> {
+        let timeout = self.write_lock_timeout;
+        let busy = || {
+            Error::backend(format!(
+                "PostgreSQL store: another write transaction has held the store for more than {:.1}s",
+                timeout.as_secs_f64()
+            ))
+        };
+        // Writers of this process queue here first, so waiting ones hold no
+        // pooled connection.
+        let writer = tokio::time::timeout(timeout, self.writer.clone().lock_owned())
+            .await
+            .map_err(|_| busy())?;
+        // One round trip: begin, bound the lock wait, take the write lock.
+        let tx = self
+            .pool
+            .begin_with(sqlx::AssertSqlSafe(self.begin_sql.clone()))
+            .await
+            .map_err(|e| {
+                if is_lock_timeout(&e) {
+                    busy()
+                } else {
+                    backend("beginning a write transaction", e)
+                }
+            })?;
+        Ok(Box::new(PgTx::new(tx, writer)))
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend("reading metadata", e))?;
+        row.map(|r| {
+            r.try_get::<Vec<u8>, _>("value")
+                .map_err(|e| crate::error::tampered("meta", key, "value", e))
+        })
+        .transpose()
+    }
+
+    async fn get_authority(&self, id: &AuthorityId) -> Result<Option<Authority>> {
+        queries::get_authority(&self.pool, id).await
+    }
+
+    async fn list_authorities(&self) -> Result<Vec<Authority>> {
+        let found = sqlx::query("SELECT * FROM authorities ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("listing authorities", e))?;
+        rows::all(&found, rows::authority)
+    }
+
+    async fn get_key(&self, key_id: &KeyId) -> Result<Option<SigningKey>> {
+        queries::get_key(&self.pool, key_id).await
+    }
+
+    async fn list_keys(&self, authority: &AuthorityId) -> Result<Vec<SigningKey>> {
+        let found = sqlx::query("SELECT * FROM signing_keys WHERE authority_id = $1 ORDER BY created_at, key_id")
+            .bind(authority.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("listing signing keys", e))?;
+        rows::all(&found, rows::signing_key)
+    }
+
+    async fn list_records(&self, query: &RecordQuery) -> Result<Vec<TrustRecord>> {
+        queries::list_records(&self.pool, query).await
+    }
+
+    async fn count_agents_resigned_by(&self, rotation: RotationId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT agent_id) FROM trust_records WHERE resigned_by = $1")
+            .bind(rotation.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| backend("counting re-signed agents", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn get_run(&self, id: RotationId) -> Result<Option<Run>> {
+        queries::get_run(&self.pool, id).await
+    }
+
+    async fn list_runs(&self, target: Option<&Target>, limit: usize) -> Result<Vec<Run>> {
+        let q = match target {
+            None => sqlx::query("SELECT * FROM runs ORDER BY started_at DESC, rotation_id DESC LIMIT $1")
+                .bind(rows::limit(limit)),
+            Some(t) => {
+                sqlx::query("SELECT * FROM runs WHERE target = $1 ORDER BY started_at DESC, rotation_id DESC LIMIT $2")
+                    .bind(t.to_string())
+                    .bind(rows::limit(limit))
+            }
+        };
+        let found = q.fetch_all(&self.pool).await.map_err(|e| backend("listing runs", e))?;
+        rows::all(&found, rows::run)
+    }
+
+    async fn list_active_runs(&self) -> Result<Vec<Run>> {
+        let found = sqlx::query(
+            "SELECT * FROM runs WHERE state NOT IN ('completed', 'rolled_back', 'failed') \
+             ORDER BY started_at, rotation_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("listing active runs", e))?;
+        rows::all(&found, rows::run)
+    }
+
+    async fn list_schedules(&self, target: Option<&Target>, only_pending: bool) -> Result<Vec<Schedule>> {
+        queries::list_schedules(&self.pool, target, only_pending).await
+    }
+
+    async fn list_audit(&self, after_seq: i64, limit: usize) -> Result<Vec<AuditEvent>> {
+        queries::list_audit(&self.pool, after_seq, limit).await
+    }
+
+    async fn list_audit_newest(&self, limit: usize) -> Result<Vec<AuditEvent>> {
+        let found = sqlx::query("SELECT * FROM audit_events ORDER BY seq DESC LIMIT $1")
+            .bind(rows::limit(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("listing audit events", e))?;
+        rows::all(&found, rows::audit_event)
+    }
+
+    async fn audit_head(&self) -> Result<Option<AuditHead>> {
+        queries::audit_head(&self.pool, false).await
+    }
+}
