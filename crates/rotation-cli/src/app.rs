@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rotation_core::authority::CustodyRef;
-use rotation_core::ids::KeyId;
-use rotation_core::ports::{KeyCustody, NewSigningKey, StateStore};
+use rotation_core::ids::{KeyId, KeyringName};
+use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey, StateStore};
 use rotation_core::time::{Clock, FixedClock, SystemClock};
 use rotation_core::{Engine, EngineConfig, Error, Reason, Result};
 use rotation_crypto::{Kek, KekParams, LocalCustody, MasterSecret, RingCrypto};
@@ -214,6 +214,18 @@ impl KeyCustody for LockedCustody {
     }
 
     async fn destroy_signing_key(&self, _key_id: &KeyId, _key: &CustodyRef) -> Result<()> {
+        Err(locked())
+    }
+
+    async fn create_data_key(&self, _keyring: &KeyringName, _version: u32) -> Result<(DataKey, CustodyRef)> {
+        Err(locked())
+    }
+
+    async fn wrap_data_key(&self, _keyring: &KeyringName, _version: u32, _key: &DataKey) -> Result<CustodyRef> {
+        Err(locked())
+    }
+
+    async fn unwrap_data_key(&self, _keyring: &KeyringName, _version: u32, _wrapped: &CustodyRef) -> Result<DataKey> {
         Err(locked())
     }
 }

@@ -23,6 +23,7 @@ pub(crate) struct GlobalArgs {
         long,
         global = true,
         env = "ROTATION_STORE",
+        hide_env_values = true,
         default_value = "sqlite://./rotation-data/rotation.db"
     )]
     pub(crate) store: String,

@@ -76,7 +76,9 @@ impl KeyState {
 pub struct CustodyRef {
     /// Name of the custody that understands `handle` (e.g. `local`).
     pub custody: String,
-    /// Custody-specific handle bytes.
+    /// Custody-specific handle bytes. Never serialised: stores keep them in
+    /// their own columns, and no output format carries them.
+    #[serde(skip_serializing, default)]
     pub handle: Vec<u8>,
 }
 

@@ -90,10 +90,60 @@ name_id!(
     "key id"
 );
 
+name_id!(
+    /// An encryption keyring, e.g. `payments`.
+    KeyringName,
+    "keyring name"
+);
+
 impl KeyId {
     /// A fresh key id for `authority`, unique and time ordered.
     pub fn generate(authority: &AuthorityId) -> Self {
         KeyId(format!("{}.k-{}", authority, uuid::Uuid::now_v7().simple()))
+    }
+}
+
+/// The id of a stored value within its keyring: 1 to 512 bytes of UTF-8
+/// without control characters (paths like `db/prod/password` are fine).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ValueId(String);
+
+impl ValueId {
+    /// Parse and validate a value id.
+    pub fn parse(value: impl Into<String>) -> Result<Self> {
+        let value = value.into();
+        if value.is_empty() || value.len() > 512 || value.chars().any(char::is_control) {
+            return Err(Error::invalid_input(format!(
+                "invalid value id {:?}: use 1 to 512 bytes without control characters",
+                value.chars().take(64).collect::<String>()
+            )));
+        }
+        Ok(ValueId(value))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ValueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ValueId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl From<ValueId> for String {
+    fn from(id: ValueId) -> String {
+        id.0
     }
 }
 
@@ -134,7 +184,7 @@ pub enum Target {
     /// An organisational authority's signing key.
     Authority(AuthorityId),
     /// An encryption keyring.
-    Keyring(String),
+    Keyring(KeyringName),
     /// A stored secret.
     Secret(String),
     /// The store itself (events not about one credential, e.g. initialisation).
@@ -177,7 +227,7 @@ impl FromStr for Target {
         })?;
         match kind {
             "authority" => Ok(Target::Authority(AuthorityId::parse(rest)?)),
-            "keyring" if !rest.is_empty() => Ok(Target::Keyring(rest.to_owned())),
+            "keyring" => Ok(Target::Keyring(KeyringName::parse(rest)?)),
             "secret" if !rest.is_empty() => Ok(Target::Secret(rest.to_owned())),
             _ => Err(Error::invalid_input(format!(
                 "invalid target {s:?}: expected authority:<id>, keyring:<name> or secret:<path>"

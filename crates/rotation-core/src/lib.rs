@@ -15,6 +15,8 @@ pub mod chain;
 pub mod engine;
 pub mod error;
 pub mod ids;
+pub mod keyring;
+pub mod policy;
 pub mod ports;
 pub mod run;
 pub mod schedule;

@@ -112,6 +112,10 @@ pub struct Run {
     pub old_key_id: Option<KeyId>,
     /// The credential being introduced (chosen before it is created, so creation is idempotent).
     pub new_key_id: Option<KeyId>,
+    /// Keyring version being replaced (keyring runs).
+    pub old_version: Option<u32>,
+    /// Keyring version being introduced, chosen before it is created (keyring runs).
+    pub new_version: Option<u32>,
     /// Grace period given to the old credential.
     pub grace_period_hours: u32,
     /// When the old credential's grace period ends (set on promotion).
@@ -127,9 +131,10 @@ pub struct Run {
 }
 
 impl Run {
-    /// Whether `owner` may drive this run at `now`: it holds the lease, or
-    /// the lease has expired.
-    pub fn can_be_driven_by(&self, owner: &str, now: Timestamp) -> bool {
-        self.lease_owner == owner || self.lease_expires_at <= now
+    /// Whether another driver may take this run over at `now`: its lease
+    /// has expired. (Every driver holds a lease of its own, so even the same
+    /// process never drives a run twice at once.)
+    pub fn lease_expired(&self, now: Timestamp) -> bool {
+        self.lease_expires_at <= now
     }
 }

@@ -42,8 +42,10 @@ impl ScheduleState {
     }
 }
 
-/// A one-off scheduled rotation. Its id is the rotation id the run will use,
-/// so processing it twice cannot rotate twice.
+/// A scheduled rotation. Without a policy it is one-off: its id is the
+/// rotation id the run will use, so processing it twice cannot rotate
+/// twice. With a policy it is recurring: each time it is due the policy is
+/// evaluated, and a rotation runs when the policy fires.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
     /// Schedule id = rotation id of the run it starts.
@@ -64,4 +66,6 @@ pub struct Schedule {
     pub claim_expires_at: Option<Timestamp>,
     /// Error of the last attempt.
     pub last_error: Option<String>,
+    /// Policy evaluated each time the schedule is due (recurring schedules).
+    pub policy: Option<String>,
 }

@@ -8,8 +8,8 @@ use rayon::prelude::*;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use rotation_core::authority::CustodyRef;
-use rotation_core::ids::KeyId;
-use rotation_core::ports::{KeyCustody, NewSigningKey};
+use rotation_core::ids::{KeyId, KeyringName};
+use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey};
 use rotation_core::{Error, Reason, Result};
 use zeroize::Zeroizing;
 
@@ -44,6 +44,26 @@ impl LocalCustody {
         let mut aad = b"rotation-signing-key-v1\n".to_vec();
         aad.extend_from_slice(key_id.as_str().as_bytes());
         aad
+    }
+
+    fn data_key_aad(keyring: &KeyringName, version: u32) -> Vec<u8> {
+        format!("rotation-data-key-v1\n{keyring}\n{version}").into_bytes()
+    }
+
+    fn wrap(&self, keyring: &KeyringName, version: u32, key: &DataKey) -> Result<CustodyRef> {
+        let mut nonce = [0u8; 12];
+        ring::rand::SecureRandom::fill(&self.rng, &mut nonce).map_err(|_| Error::backend("random source failed"))?;
+        let handle = sealed::seal_with_nonce(
+            self.kek.data_key(),
+            self.kek.generation(),
+            nonce,
+            &Self::data_key_aad(keyring, version),
+            key.expose(),
+        )?;
+        Ok(CustodyRef {
+            custody: LOCAL_CUSTODY.into(),
+            handle,
+        })
     }
 
     fn unseal(&self, key_id: &KeyId, key: &CustodyRef) -> Result<Ed25519KeyPair> {
@@ -112,5 +132,42 @@ impl KeyCustody for LocalCustody {
     async fn destroy_signing_key(&self, _key_id: &KeyId, _key: &CustodyRef) -> Result<()> {
         // The sealed key lives only in the key record, which the engine deletes.
         Ok(())
+    }
+
+    async fn create_data_key(&self, keyring: &KeyringName, version: u32) -> Result<(DataKey, CustodyRef)> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        ring::rand::SecureRandom::fill(&self.rng, bytes.as_mut())
+            .map_err(|_| Error::backend("random source failed"))?;
+        let key = DataKey::from_bytes(*bytes);
+        let wrapped = self.wrap(keyring, version, &key)?;
+        Ok((key, wrapped))
+    }
+
+    async fn wrap_data_key(&self, keyring: &KeyringName, version: u32, key: &DataKey) -> Result<CustodyRef> {
+        self.wrap(keyring, version, key)
+    }
+
+    async fn unwrap_data_key(&self, keyring: &KeyringName, version: u32, wrapped: &CustodyRef) -> Result<DataKey> {
+        if wrapped.custody != LOCAL_CUSTODY {
+            return Err(Error::invalid_input(format!(
+                "version {version} of keyring {keyring} is held by custody {:?}, not {LOCAL_CUSTODY:?}",
+                wrapped.custody
+            )));
+        }
+        let bytes = sealed::open(
+            self.kek.data_key(),
+            &Self::data_key_aad(keyring, version),
+            &wrapped.handle,
+        )
+        .map_err(|_| {
+            Error::tampered(format!(
+                "data key of {keyring} v{version} does not unwrap under this KEK"
+            ))
+        })?;
+        let bytes: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::tampered(format!("data key of {keyring} v{version} is not 32 bytes")))?;
+        Ok(DataKey::from_bytes(bytes))
     }
 }

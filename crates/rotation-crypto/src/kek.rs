@@ -176,6 +176,10 @@ fn derive(secret: &MasterSecret, params: &KekParams) -> Result<Kek> {
     match secret {
         MasterSecret::Password(password) => {
             let cost = params.argon2;
+            // A tampered record must not make derivation take the machine down.
+            if cost.m_kib > 4 * 1024 * 1024 || cost.t > 64 || cost.p > 64 {
+                return Err(Error::tampered("stored Argon2 parameters exceed the allowed maximum"));
+            }
             let argon_params = Params::new(cost.m_kib, cost.t, cost.p, Some(32))
                 .map_err(|e| Error::tampered(format!("stored Argon2 parameters are invalid: {e}")))?;
             Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params)

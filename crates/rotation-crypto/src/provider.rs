@@ -1,5 +1,8 @@
 //! [`RingCrypto`]: the `CryptoProvider` on ring.
 
+use std::collections::HashMap;
+
+use rayon::prelude::*;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ED25519, UnparsedPublicKey};
 use rotation_core::ports::{CryptoProvider, DataKey};
@@ -61,5 +64,54 @@ impl CryptoProvider for RingCrypto {
 
     fn open(&self, key: &DataKey, associated_data: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         sealed::open(key, associated_data, sealed)
+    }
+
+    fn seal_batch(&self, key: &DataKey, version: u32, items: &[(&[u8], &[u8])]) -> Result<Vec<Vec<u8>>> {
+        let nonces = self.nonces(items.len())?;
+        items
+            .par_iter()
+            .zip(nonces.par_chunks_exact(12))
+            .map(|((aad, plaintext), nonce)| {
+                sealed::seal_with_nonce(key, version, nonce.try_into().expect("12-byte chunk"), aad, plaintext)
+            })
+            .collect()
+    }
+
+    fn reseal_batch(
+        &self,
+        keys: &HashMap<u32, DataKey>,
+        to_version: u32,
+        to_key: &DataKey,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Result<Vec<u8>>>> {
+        let nonces = self.nonces(items.len())?;
+        Ok(items
+            .par_iter()
+            .zip(nonces.par_chunks_exact(12))
+            .map(|((aad, old), nonce)| {
+                let version = sealed::key_version(old)?;
+                let key = keys.get(&version).ok_or_else(|| {
+                    Error::tampered(format!("sealed under version {version}, which no longer decrypts"))
+                })?;
+                let plaintext = sealed::open(key, aad, old)?;
+                sealed::seal_with_nonce(
+                    to_key,
+                    to_version,
+                    nonce.try_into().expect("12-byte chunk"),
+                    aad,
+                    &plaintext,
+                )
+            })
+            .collect())
+    }
+}
+
+impl RingCrypto {
+    /// `n` nonces from one call to the random source: most of the cost of
+    /// sealing a small value is that system call, so batches share it.
+    fn nonces(&self, n: usize) -> Result<Vec<u8>> {
+        let mut nonces = vec![0u8; n * 12];
+        self.fill_random(&mut nonces)?;
+        Ok(nonces)
     }
 }

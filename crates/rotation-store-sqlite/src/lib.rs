@@ -14,6 +14,7 @@
 mod binds;
 mod connect;
 mod error;
+mod keyrings;
 mod queries;
 mod rows;
 mod store;

@@ -15,8 +15,12 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::binds::{bind_authority, bind_key, bind_run, bind_schedule, insert_records_sql, json_text};
 use crate::error::{backend, insert, is_unique_violation, is_unique_violation_on, missing};
+use crate::keyrings;
 use crate::queries::{self, placeholders};
 use crate::rows::{self, micros};
+use rotation_core::ids::KeyringName;
+use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
+use rotation_core::policy::Policy;
 
 /// Rows per multi-row `INSERT` of trust records (10 parameters each).
 const INSERT_CHUNK: usize = 100;
@@ -260,8 +264,8 @@ impl StoreTx for SqliteTx {
             sqlx::query(
                 "INSERT INTO runs (target, state, started_at, updated_at, completed_at, lease_owner, \
                  lease_expires_at, actor, old_key_id, new_key_id, grace_period_hours, grace_period_end, \
-                 chains_updated, error_reason, error_message, schedule_id, rotation_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 chains_updated, error_reason, error_message, schedule_id, old_version, new_version, rotation_id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             run,
         )?
@@ -279,7 +283,7 @@ impl StoreTx for SqliteTx {
                 "UPDATE runs SET target = ?, state = ?, started_at = ?, updated_at = ?, completed_at = ?, \
                  lease_owner = ?, lease_expires_at = ?, actor = ?, old_key_id = ?, new_key_id = ?, \
                  grace_period_hours = ?, grace_period_end = ?, chains_updated = ?, error_reason = ?, \
-                 error_message = ?, schedule_id = ? WHERE rotation_id = ?",
+                 error_message = ?, schedule_id = ?, old_version = ?, new_version = ? WHERE rotation_id = ?",
             ),
             run,
         )?
@@ -298,7 +302,7 @@ impl StoreTx for SqliteTx {
         bind_schedule(
             sqlx::query(
                 "INSERT INTO schedules (target, due_at, state, created_at, actor, claimed_by, claim_expires_at, \
-                 last_error, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 last_error, policy, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             s,
         )
@@ -312,7 +316,7 @@ impl StoreTx for SqliteTx {
         let done = bind_schedule(
             sqlx::query(
                 "UPDATE schedules SET target = ?, due_at = ?, state = ?, created_at = ?, actor = ?, claimed_by = ?, \
-                 claim_expires_at = ?, last_error = ? WHERE id = ?",
+                 claim_expires_at = ?, last_error = ?, policy = ? WHERE id = ?",
             ),
             s,
         )
@@ -384,5 +388,63 @@ impl StoreTx for SqliteTx {
         .await
         .map_err(|e| backend("moving the audit head", e))?;
         Ok(())
+    }
+
+    async fn get_keyring(&mut self, name: &KeyringName) -> Result<Option<Keyring>> {
+        keyrings::get_keyring(&mut *self.tx, name).await
+    }
+
+    async fn insert_keyring(&mut self, keyring: &Keyring) -> Result<()> {
+        keyrings::insert_keyring(&mut self.tx, keyring).await
+    }
+
+    async fn update_keyring(&mut self, keyring: &Keyring) -> Result<()> {
+        keyrings::update_keyring(&mut self.tx, keyring).await
+    }
+
+    async fn get_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<Option<KeyVersion>> {
+        keyrings::get_key_version(&mut *self.tx, keyring, version).await
+    }
+
+    async fn insert_key_version(&mut self, version: &KeyVersion) -> Result<()> {
+        keyrings::insert_key_version(&mut self.tx, version).await
+    }
+
+    async fn update_key_version(&mut self, version: &KeyVersion) -> Result<()> {
+        keyrings::update_key_version(&mut self.tx, version).await
+    }
+
+    async fn delete_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<()> {
+        keyrings::delete_key_version(&mut self.tx, keyring, version).await
+    }
+
+    async fn add_usage(&mut self, keyring: &KeyringName, version: u32, count: u64) -> Result<()> {
+        keyrings::add_usage(&mut self.tx, keyring, version, count).await
+    }
+
+    async fn count_values_at(&mut self, keyring: &KeyringName, version: u32) -> Result<u64> {
+        keyrings::count_values_at(&mut self.tx, keyring, version).await
+    }
+
+    async fn put_values(&mut self, values: &[SealedValue]) -> Result<()> {
+        keyrings::put_values(&mut self.tx, values).await
+    }
+
+    async fn reseal_values(
+        &mut self,
+        keyring: &KeyringName,
+        to_version: u32,
+        values: &[Reseal],
+        at: Timestamp,
+    ) -> Result<u64> {
+        keyrings::reseal_values(&mut self.tx, keyring, to_version, values, at).await
+    }
+
+    async fn put_policy(&mut self, policy: &Policy) -> Result<()> {
+        keyrings::put_policy(&mut self.tx, policy).await
+    }
+
+    async fn delete_policy(&mut self, name: &str) -> Result<()> {
+        keyrings::delete_policy(&mut self.tx, name).await
     }
 }

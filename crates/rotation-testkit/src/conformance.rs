@@ -73,7 +73,13 @@ where
     uncommitted_writes_are_invisible(new_store().await).await;
     write_transactions_serialise(new_store().await).await;
     timestamps_round_trip(new_store().await).await;
+    keyrings::one_genesis_per_agent(new_store().await).await;
+    keyrings::keyrings_and_versions(new_store().await).await;
+    keyrings::values(new_store().await).await;
+    keyrings::policies_and_target_audit(new_store().await).await;
 }
+
+mod keyrings;
 
 /// Unwraps store results with a message naming the failed operation.
 trait Must<T> {
@@ -745,7 +751,7 @@ async fn resign(store: Arc<dyn StateStore>) {
 
 async fn runs(store: Arc<dyn StateStore>) {
     let ta = target("org-a");
-    let tb = Target::Keyring("payments".into());
+    let tb = Target::Keyring(rotation_core::ids::KeyringName::parse("payments").unwrap());
     let tc = Target::Secret("db/prod".into());
     let td = Target::Secret("other".into());
     seed(

@@ -10,6 +10,9 @@ use rotation_core::authority::{Authority, SigningKey};
 use rotation_core::chain::TrustRecord;
 use rotation_core::error::{Error, Result};
 use rotation_core::ids::{AuthorityId, KeyId, RotationId, Target};
+use rotation_core::ids::{KeyringName, ValueId};
+use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
+use rotation_core::policy::Policy;
 use rotation_core::ports::{RecordQuery, StateStore, StoreTx};
 use rotation_core::run::Run;
 use rotation_core::schedule::Schedule;
@@ -175,6 +178,56 @@ impl StateStore for FaultyStore {
         self.faults.check()?;
         self.inner.audit_head().await
     }
+    async fn list_audit_for_target(&self, target: &str, limit: usize) -> Result<Vec<AuditEvent>> {
+        self.faults.check()?;
+        self.inner.list_audit_for_target(target, limit).await
+    }
+
+    async fn get_keyring(&self, name: &KeyringName) -> Result<Option<Keyring>> {
+        self.faults.check()?;
+        self.inner.get_keyring(name).await
+    }
+
+    async fn list_keyrings(&self) -> Result<Vec<Keyring>> {
+        self.faults.check()?;
+        self.inner.list_keyrings().await
+    }
+
+    async fn list_key_versions(&self, keyring: &KeyringName) -> Result<Vec<KeyVersion>> {
+        self.faults.check()?;
+        self.inner.list_key_versions(keyring).await
+    }
+
+    async fn get_value(&self, keyring: &KeyringName, id: &ValueId) -> Result<Option<SealedValue>> {
+        self.faults.check()?;
+        self.inner.get_value(keyring, id).await
+    }
+
+    async fn list_values(
+        &self,
+        keyring: &KeyringName,
+        below_version: Option<u32>,
+        after: Option<&ValueId>,
+        limit: usize,
+    ) -> Result<Vec<SealedValue>> {
+        self.faults.check()?;
+        self.inner.list_values(keyring, below_version, after, limit).await
+    }
+
+    async fn count_values_by_version(&self, keyring: &KeyringName) -> Result<Vec<(u32, u64)>> {
+        self.faults.check()?;
+        self.inner.count_values_by_version(keyring).await
+    }
+
+    async fn get_policy(&self, name: &str) -> Result<Option<Policy>> {
+        self.faults.check()?;
+        self.inner.get_policy(name).await
+    }
+
+    async fn list_policies(&self) -> Result<Vec<Policy>> {
+        self.faults.check()?;
+        self.inner.list_policies().await
+    }
 }
 
 /// A transaction of a [`FaultyStore`].
@@ -298,5 +351,75 @@ impl StoreTx for FaultyTx {
     async fn append_audit(&mut self, event: &AuditEvent) -> Result<()> {
         self.faults.check()?;
         self.inner.append_audit(event).await
+    }
+    async fn get_keyring(&mut self, name: &KeyringName) -> Result<Option<Keyring>> {
+        self.faults.check()?;
+        self.inner.get_keyring(name).await
+    }
+
+    async fn insert_keyring(&mut self, keyring: &Keyring) -> Result<()> {
+        self.faults.check()?;
+        self.inner.insert_keyring(keyring).await
+    }
+
+    async fn update_keyring(&mut self, keyring: &Keyring) -> Result<()> {
+        self.faults.check()?;
+        self.inner.update_keyring(keyring).await
+    }
+
+    async fn get_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<Option<KeyVersion>> {
+        self.faults.check()?;
+        self.inner.get_key_version(keyring, version).await
+    }
+
+    async fn insert_key_version(&mut self, version: &KeyVersion) -> Result<()> {
+        self.faults.check()?;
+        self.inner.insert_key_version(version).await
+    }
+
+    async fn update_key_version(&mut self, version: &KeyVersion) -> Result<()> {
+        self.faults.check()?;
+        self.inner.update_key_version(version).await
+    }
+
+    async fn delete_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<()> {
+        self.faults.check()?;
+        self.inner.delete_key_version(keyring, version).await
+    }
+
+    async fn add_usage(&mut self, keyring: &KeyringName, version: u32, count: u64) -> Result<()> {
+        self.faults.check()?;
+        self.inner.add_usage(keyring, version, count).await
+    }
+
+    async fn count_values_at(&mut self, keyring: &KeyringName, version: u32) -> Result<u64> {
+        self.faults.check()?;
+        self.inner.count_values_at(keyring, version).await
+    }
+
+    async fn put_values(&mut self, values: &[SealedValue]) -> Result<()> {
+        self.faults.check()?;
+        self.inner.put_values(values).await
+    }
+
+    async fn reseal_values(
+        &mut self,
+        keyring: &KeyringName,
+        to_version: u32,
+        values: &[Reseal],
+        at: Timestamp,
+    ) -> Result<u64> {
+        self.faults.check()?;
+        self.inner.reseal_values(keyring, to_version, values, at).await
+    }
+
+    async fn put_policy(&mut self, policy: &Policy) -> Result<()> {
+        self.faults.check()?;
+        self.inner.put_policy(policy).await
+    }
+
+    async fn delete_policy(&mut self, name: &str) -> Result<()> {
+        self.faults.check()?;
+        self.inner.delete_policy(name).await
     }
 }

@@ -112,7 +112,7 @@ pub fn key(authority: &str, key: &str, state: KeyState, created_at: Timestamp) -
 /// A genesis record of `agent`, signed by `authority` with `key` at [`t0`],
 /// with a fresh UUID v7 id, a consistent body and a fake 64-byte signature.
 pub fn record(agent: &str, authority: &str, key: &str) -> TrustRecord {
-    record_of_kind(agent, authority, key, RecordKind::Genesis)
+    record_of_kind(agent, authority, key, RecordKind::Capability)
 }
 
 /// Like [`record`], of any kind (capability `read`, or a delegation of
@@ -165,6 +165,8 @@ pub fn run(target: Target, state: RunState, started_at: Timestamp) -> Run {
         error_reason: None,
         error_message: None,
         schedule_id: None,
+        old_version: None,
+        new_version: None,
     }
 }
 
@@ -181,6 +183,7 @@ pub fn schedule(target: Target, due_at: Timestamp) -> Schedule {
         claimed_by: None,
         claim_expires_at: None,
         last_error: None,
+        policy: None,
     }
 }
 

@@ -9,9 +9,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use async_trait::async_trait;
 use rotation_core::audit::{AuditEvent, AuditHead};
 use rotation_core::authority::{Authority, SigningKey};
+use rotation_core::chain::RecordKind;
 use rotation_core::chain::TrustRecord;
 use rotation_core::error::{Error, Reason, Result};
-use rotation_core::ids::{AgentId, AuthorityId, KeyId, RotationId, Target};
+use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
+use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
+use rotation_core::policy::Policy;
 use rotation_core::ports::{RecordQuery, StateStore, StoreTx};
 use rotation_core::run::Run;
 use rotation_core::schedule::{Schedule, ScheduleState};
@@ -35,6 +38,11 @@ struct State {
     schedules: Arc<BTreeMap<RotationId, Schedule>>,
     audit: Arc<BTreeMap<i64, AuditEvent>>,
     head: Option<AuditHead>,
+    keyrings: Arc<BTreeMap<KeyringName, Keyring>>,
+    versions: Arc<BTreeMap<(KeyringName, u32), KeyVersion>>,
+    /// Ordered by `(keyring, id)`, the keyset-paging order.
+    values: Arc<BTreeMap<(KeyringName, ValueId), SealedValue>>,
+    policies: Arc<BTreeMap<String, Policy>>,
 }
 
 impl State {
@@ -140,6 +148,30 @@ impl State {
 
     fn list_audit_newest(&self, limit: usize) -> Vec<AuditEvent> {
         self.audit.values().rev().take(limit).cloned().collect()
+    }
+
+    fn list_key_versions(&self, keyring: &KeyringName) -> Vec<KeyVersion> {
+        self.versions
+            .range((keyring.clone(), 0)..=(keyring.clone(), u32::MAX))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn values_of<'a>(&'a self, keyring: &'a KeyringName) -> impl Iterator<Item = &'a SealedValue> + 'a {
+        self.values
+            .range((
+                Bound::Included((keyring.clone(), ValueId::parse(" ").expect("the smallest valid id"))),
+                Bound::Unbounded,
+            ))
+            .map(|(_, v)| v)
+            .take_while(move |v| &v.keyring == keyring)
+    }
+
+    fn has_genesis(&self, agent: &AgentId) -> bool {
+        self.records
+            .range((Bound::Included((agent.clone(), Uuid::nil())), Bound::Unbounded))
+            .take_while(|((a, _), _)| a == agent)
+            .any(|(_, r)| r.kind == RecordKind::Genesis)
     }
 
     /// The error for a second non-terminal run of `run.target`, mirroring
@@ -312,6 +344,73 @@ impl StateStore for MemoryStore {
         Ok(self.shared.snapshot().list_audit_newest(limit))
     }
 
+    async fn list_audit_for_target(&self, target: &str, limit: usize) -> Result<Vec<AuditEvent>> {
+        let state = self.shared.snapshot();
+        Ok(state
+            .audit
+            .values()
+            .rev()
+            .filter(|e| e.target == target)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn get_keyring(&self, name: &KeyringName) -> Result<Option<Keyring>> {
+        Ok(self.shared.snapshot().keyrings.get(name).cloned())
+    }
+
+    async fn list_keyrings(&self) -> Result<Vec<Keyring>> {
+        Ok(self.shared.snapshot().keyrings.values().cloned().collect())
+    }
+
+    async fn list_key_versions(&self, keyring: &KeyringName) -> Result<Vec<KeyVersion>> {
+        Ok(self.shared.snapshot().list_key_versions(keyring))
+    }
+
+    async fn get_value(&self, keyring: &KeyringName, id: &ValueId) -> Result<Option<SealedValue>> {
+        Ok(self
+            .shared
+            .snapshot()
+            .values
+            .get(&(keyring.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn list_values(
+        &self,
+        keyring: &KeyringName,
+        below_version: Option<u32>,
+        after: Option<&ValueId>,
+        limit: usize,
+    ) -> Result<Vec<SealedValue>> {
+        let state = self.shared.snapshot();
+        Ok(state
+            .values_of(keyring)
+            .filter(|v| after.is_none_or(|a| &v.id > a))
+            .filter(|v| below_version.is_none_or(|b| v.key_version < b))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn count_values_by_version(&self, keyring: &KeyringName) -> Result<Vec<(u32, u64)>> {
+        let state = self.shared.snapshot();
+        let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+        for v in state.values_of(keyring) {
+            *counts.entry(v.key_version).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    async fn get_policy(&self, name: &str) -> Result<Option<Policy>> {
+        Ok(self.shared.snapshot().policies.get(name).cloned())
+    }
+
+    async fn list_policies(&self) -> Result<Vec<Policy>> {
+        Ok(self.shared.snapshot().policies.values().cloned().collect())
+    }
+
     async fn audit_head(&self) -> Result<Option<AuditHead>> {
         Ok(self.shared.snapshot().head)
     }
@@ -393,9 +492,18 @@ impl StoreTx for MemoryTx {
     async fn insert_records(&mut self, records: &[TrustRecord]) -> Result<()> {
         // Check the whole batch first so a failed call changes nothing.
         let mut batch = BTreeSet::new();
+        let mut geneses = BTreeSet::new();
         for record in records {
             if self.state.record_agents.contains_key(&record.id) || !batch.insert(record.id) {
                 return Err(already_exists(format_args!("trust record {}", record.id)));
+            }
+            if record.kind == RecordKind::Genesis
+                && (self.state.has_genesis(&record.agent_id) || !geneses.insert(record.agent_id.clone()))
+            {
+                return Err(already_exists(format_args!(
+                    "genesis record of agent {}",
+                    record.agent_id
+                )));
             }
         }
         let table = Arc::make_mut(&mut self.state.records);
@@ -508,6 +616,131 @@ impl StoreTx for MemoryTx {
             }
         }
         Ok(claimed)
+    }
+
+    async fn get_keyring(&mut self, name: &KeyringName) -> Result<Option<Keyring>> {
+        Ok(self.state.keyrings.get(name).cloned())
+    }
+
+    async fn insert_keyring(&mut self, keyring: &Keyring) -> Result<()> {
+        if self.state.keyrings.contains_key(&keyring.name) {
+            return Err(already_exists(format_args!("keyring {}", keyring.name)));
+        }
+        Arc::make_mut(&mut self.state.keyrings).insert(keyring.name.clone(), keyring.clone());
+        Ok(())
+    }
+
+    async fn update_keyring(&mut self, keyring: &Keyring) -> Result<()> {
+        match Arc::make_mut(&mut self.state.keyrings).get_mut(&keyring.name) {
+            Some(row) => {
+                *row = keyring.clone();
+                Ok(())
+            }
+            None => Err(not_found(format_args!("keyring {}", keyring.name))),
+        }
+    }
+
+    async fn get_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<Option<KeyVersion>> {
+        Ok(self.state.versions.get(&(keyring.clone(), version)).cloned())
+    }
+
+    async fn insert_key_version(&mut self, version: &KeyVersion) -> Result<()> {
+        let key = (version.keyring.clone(), version.version);
+        if self.state.versions.contains_key(&key) {
+            return Err(already_exists(format_args!(
+                "version {} of keyring {}",
+                version.version, version.keyring
+            )));
+        }
+        Arc::make_mut(&mut self.state.versions).insert(key, version.clone());
+        Ok(())
+    }
+
+    async fn update_key_version(&mut self, version: &KeyVersion) -> Result<()> {
+        let key = (version.keyring.clone(), version.version);
+        match Arc::make_mut(&mut self.state.versions).get_mut(&key) {
+            Some(row) => {
+                let usage = row.usage_count;
+                *row = version.clone();
+                row.usage_count = usage;
+                Ok(())
+            }
+            None => Err(not_found(format_args!(
+                "version {} of keyring {}",
+                version.version, version.keyring
+            ))),
+        }
+    }
+
+    async fn delete_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<()> {
+        Arc::make_mut(&mut self.state.versions).remove(&(keyring.clone(), version));
+        Ok(())
+    }
+
+    async fn add_usage(&mut self, keyring: &KeyringName, version: u32, count: u64) -> Result<()> {
+        match Arc::make_mut(&mut self.state.versions).get_mut(&(keyring.clone(), version)) {
+            Some(row) => {
+                row.usage_count = row.usage_count.saturating_add(count);
+                Ok(())
+            }
+            None => Err(not_found(format_args!("version {version} of keyring {keyring}"))),
+        }
+    }
+
+    async fn count_values_at(&mut self, keyring: &KeyringName, version: u32) -> Result<u64> {
+        Ok(self
+            .state
+            .values_of(keyring)
+            .filter(|v| v.key_version == version)
+            .count() as u64)
+    }
+
+    async fn put_values(&mut self, values: &[SealedValue]) -> Result<()> {
+        let table = Arc::make_mut(&mut self.state.values);
+        for v in values {
+            let key = (v.keyring.clone(), v.id.clone());
+            let created_at = table.get(&key).map(|old| old.created_at);
+            let mut row = v.clone();
+            if let Some(created_at) = created_at {
+                row.created_at = created_at;
+            }
+            table.insert(key, row);
+        }
+        Ok(())
+    }
+
+    async fn reseal_values(
+        &mut self,
+        keyring: &KeyringName,
+        to_version: u32,
+        values: &[Reseal],
+        at: Timestamp,
+    ) -> Result<u64> {
+        let table = Arc::make_mut(&mut self.state.values);
+        let mut replaced = 0;
+        for r in values {
+            if let Some(row) = table.get_mut(&(keyring.clone(), r.id.clone()))
+                && row.key_version == r.from_version
+            {
+                row.sealed = r.sealed.clone();
+                row.key_version = to_version;
+                row.updated_at = at;
+                replaced += 1;
+            }
+        }
+        Ok(replaced)
+    }
+
+    async fn put_policy(&mut self, policy: &Policy) -> Result<()> {
+        Arc::make_mut(&mut self.state.policies).insert(policy.name.clone(), policy.clone());
+        Ok(())
+    }
+
+    async fn delete_policy(&mut self, name: &str) -> Result<()> {
+        match Arc::make_mut(&mut self.state.policies).remove(name) {
+            Some(_) => Ok(()),
+            None => Err(not_found(format_args!("policy {name}"))),
+        }
     }
 
     async fn audit_head(&mut self) -> Result<Option<AuditHead>> {

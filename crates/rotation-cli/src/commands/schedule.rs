@@ -38,7 +38,15 @@ pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
                     let mut t = output::table(&["rotation id", "target", "outcome", "chains updated", "detail"]);
                     for o in &outcomes {
                         let (outcome, detail) = match (&o.result, &o.error_reason) {
-                            (Some(r), _) => ("completed", format!("new key {}", r.new_key_id)),
+                            (Some(r), _) => (
+                                "completed",
+                                match (&r["new_key_id"], &r["new_version"]) {
+                                    (serde_json::Value::String(k), _) => format!("new key {k}"),
+                                    (_, v) if v.is_u64() => format!("new version {v}"),
+                                    _ => String::new(),
+                                },
+                            ),
+                            (None, _) if o.skipped => ("not due", format!("policy did not fire")),
                             (None, Some(reason)) if o.deferred => {
                                 ("deferred", format!("{reason}: {}", o.error.clone().unwrap_or_default()))
                             }
@@ -57,7 +65,8 @@ pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
                             outcome.to_string(),
                             o.result
                                 .as_ref()
-                                .map(|r| r.chains_updated.to_string())
+                                .and_then(|r| r["chains_updated"].as_u64())
+                                .map(|n| n.to_string())
                                 .unwrap_or_else(|| "-".into()),
                             detail,
                         ]);
@@ -69,7 +78,10 @@ pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
                     }
                 }
             }
-            let failed = outcomes.iter().filter(|o| o.result.is_none() && !o.deferred).count();
+            let failed = outcomes
+                .iter()
+                .filter(|o| o.result.is_none() && !o.deferred && !o.skipped)
+                .count();
             if failed > 0 {
                 return Err(Error::new(
                     Reason::RotationFailed,

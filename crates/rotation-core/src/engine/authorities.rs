@@ -310,15 +310,24 @@ impl Engine {
             KeyState::Pending => return Err(not_in_grace("has not been promoted by its rotation yet")),
             KeyState::Revoked => return Err(not_in_grace("is already revoked")),
         }
-        let until = key.grace_until.unwrap_or(now);
+        if !options.force && tx.active_run(&Target::Authority(authority.clone())).await?.is_some() {
+            return Err(Error::new(
+                Reason::ConcurrentRotation,
+                format!("authority {authority} has a rotation in progress; revoke after it completes"),
+            )
+            .with_authority(authority));
+        }
+        // A grace key without an end belongs to a rotation still re-signing.
+        let until = key.grace_until.unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         let early = now < until;
         if early && !options.force {
+            let ends = key
+                .grace_until
+                .map(rfc3339)
+                .unwrap_or_else(|| "after its rotation completes".into());
             return Err(Error::new(
                 Reason::GracePeriodNotExpired,
-                format!(
-                    "grace period for key {key_id} ends {}; wait until then or use --force --reason TEXT to revoke now",
-                    rfc3339(until)
-                ),
+                format!("grace period for key {key_id} ends {ends}; wait until then or use --force --reason TEXT to revoke now"),
             )
             .with_authority(authority));
         }
@@ -337,7 +346,7 @@ impl Engine {
             key.created_by,
             json!({
                 "key_id": key_id,
-                "grace_until": rfc3339(until),
+                "grace_until": key.grace_until.map(rfc3339),
                 "forced": early,
                 "reason": options.reason,
             }),

@@ -8,6 +8,9 @@
 mod audit_log;
 mod authorities;
 mod chains;
+mod keyring_rotation;
+mod keyrings;
+mod policies;
 mod rotation;
 mod schedules;
 
@@ -18,7 +21,7 @@ use chrono::TimeDelta;
 use crate::audit::{self, AuditDraft};
 use crate::error::{Error, Reason, Result};
 use crate::ids::RotationId;
-use crate::ports::{CryptoProvider, KeyCustody, StateStore, StoreTx};
+use crate::ports::{CryptoProvider, KeyCustody, LogNotifier, Notification, Notifier, StateStore, StoreTx};
 use crate::run::Run;
 use crate::time::{Clock, Timestamp, truncate};
 
@@ -28,6 +31,8 @@ pub use authorities::{
     RotationStatusInfo,
 };
 pub use chains::IssueRequest;
+pub use keyring_rotation::{KeyringRotation, MigrateOptions, MigrationProgress, MigrationReport, ValueFailure};
+pub use keyrings::{HealthCheck, HealthReport, ImportReport, KeyringReport, VersionShare};
 pub use rotation::{RotateRequest, RotationResult};
 pub use schedules::ScheduledOutcome;
 
@@ -62,6 +67,7 @@ pub struct Engine {
     crypto: Arc<dyn CryptoProvider>,
     custody: Arc<dyn KeyCustody>,
     clock: Arc<dyn Clock>,
+    notifier: Arc<dyn Notifier>,
     config: EngineConfig,
 }
 
@@ -79,7 +85,22 @@ impl Engine {
             crypto,
             custody,
             clock,
+            notifier: Arc::new(LogNotifier),
             config,
+        }
+    }
+
+    /// The same engine delivering notifications to `notifier` (default: the log).
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Delivers a notification after the change it reports has committed; a
+    /// failed delivery is logged, never undoes the change.
+    async fn notify(&self, notification: Notification) {
+        if let Err(e) = self.notifier.notify(&notification).await {
+            tracing::warn!(event = %notification.event, error = %e, "notification not delivered");
         }
     }
 
@@ -131,7 +152,7 @@ impl Engine {
             .get_run(run.rotation_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("rotation {} not found", run.rotation_id)))?;
-        if stored.lease_owner != self.config.owner {
+        if stored.lease_owner != run.lease_owner {
             return Err(Error::new(
                 Reason::ConcurrentRotation,
                 format!(

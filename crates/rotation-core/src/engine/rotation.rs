@@ -64,6 +64,14 @@ pub struct RotationResult {
 
 const PROBE_PREFIX: &[u8] = b"rotation-probe-v1\n";
 
+/// Outcome of [`Engine::start_run`].
+pub(super) enum Started {
+    /// The run with the requested id had already finished.
+    Finished(Run),
+    /// A run this engine now holds; `true` if it was taken over.
+    Run(Run, bool),
+}
+
 impl Engine {
     /// Rotates an authority's signing key (seed 000's `rotate_key`): creates
     /// a key, verifies it signs, promotes it, puts the old key in its grace
@@ -83,42 +91,105 @@ impl Engine {
             .with_authority(&authority.id));
         }
         let target = Target::Authority(authority.id.clone());
+        let new_run = |now: Timestamp, rotation_id: RotationId| Run {
+            old_key_id: Some(authority.current_key_id.clone()),
+            new_key_id: Some(KeyId::generate(&authority.id)),
+            grace_period_hours: grace,
+            schedule_id: request.schedule_id,
+            ..self.blank_run(target.clone(), rotation_id, now)
+        };
+        let started = self.start_run(&target, request.rotation_id, new_run).await;
+        let (run, resumed) = match started.map_err(|e| e.with_authority(&authority.id))? {
+            Started::Finished(run) => return finished_result(&run, false),
+            Started::Run(run, resumed) => (run, resumed),
+        };
+        tracing::info!(authority = %authority.id, rotation = %run.rotation_id, resumed, "rotation started");
+        let rotation_id = run.rotation_id;
+        let finished = self
+            .drive(run)
+            .await
+            .map_err(|e| e.with_authority(&authority.id).with_rotation(rotation_id))?;
+        finished_result(&finished, resumed)
+    }
+
+    /// A run of `target` with no kind-specific fields, leased to this engine.
+    pub(super) fn blank_run(&self, target: Target, rotation_id: RotationId, now: Timestamp) -> Run {
+        Run {
+            rotation_id,
+            target,
+            state: RunState::Pending,
+            started_at: now,
+            updated_at: now,
+            completed_at: None,
+            lease_owner: self.config.owner.clone(),
+            lease_expires_at: now + self.config.lease,
+            actor: self.config.actor.clone(),
+            old_key_id: None,
+            new_key_id: None,
+            old_version: None,
+            new_version: None,
+            grace_period_hours: 0,
+            grace_period_end: None,
+            chains_updated: 0,
+            error_reason: None,
+            error_message: None,
+            schedule_id: None,
+        }
+    }
+
+    /// Records a new run of `target` (built by `new_run`), or takes over
+    /// its non-terminal run if that run's lease has expired. A run with
+    /// `rotation_id` that already finished is returned as `Finished`. A live
+    /// run held by another process is `concurrent_rotation`.
+    pub(super) async fn start_run(
+        &self,
+        target: &Target,
+        rotation_id: Option<RotationId>,
+        new_run: impl FnOnce(Timestamp, RotationId) -> Run,
+    ) -> Result<Started> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
-
-        if let Some(id) = request.rotation_id
+        if let Some(id) = rotation_id
             && let Some(existing) = tx.get_run(id).await?
         {
-            if existing.target != target {
+            if existing.target != *target {
                 return Err(Error::invalid_input(format!(
                     "rotation {id} belongs to {}",
                     existing.target
                 )));
             }
             if existing.state.is_terminal() {
-                drop(tx);
-                return finished_result(&existing, false);
+                return Ok(Started::Finished(existing));
             }
         }
-
-        let (run, resumed) = match tx.active_run(&target).await? {
+        let lease_owner = format!(
+            "{}#{}",
+            self.config.owner,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let started = match tx.active_run(target).await? {
+            Some(active) if rotation_id.is_some_and(|id| id != active.rotation_id) => {
+                return Err(Error::new(
+                    Reason::ConcurrentRotation,
+                    format!("another rotation of {target} ({}) is in progress", active.rotation_id),
+                )
+                .with_rotation(active.rotation_id));
+            }
             Some(mut active) => {
-                if !active.can_be_driven_by(&self.config.owner, now) {
+                if !active.lease_expired(now) {
                     return Err(Error::new(
                         Reason::ConcurrentRotation,
                         format!(
-                            "another rotation of authority {} is in progress (rotation {}, state {}, held by {} until {})",
-                            authority.id,
+                            "another rotation of {target} is in progress (rotation {}, state {}, held by {} until {})",
                             active.rotation_id,
                             active.state.as_str(),
                             active.lease_owner,
                             rfc3339(active.lease_expires_at)
                         ),
                     )
-                    .with_authority(&authority.id)
                     .with_rotation(active.rotation_id));
                 }
-                let previous_owner = std::mem::replace(&mut active.lease_owner, self.config.owner.clone());
+                let previous_owner = std::mem::replace(&mut active.lease_owner, lease_owner);
                 active.lease_expires_at = now + self.config.lease;
                 active.updated_at = now;
                 tx.update_run(&active).await?;
@@ -129,57 +200,43 @@ impl Engine {
                     json!({"state": active.state.as_str(), "previous_owner": previous_owner}),
                 );
                 self.append_audit(tx.as_mut(), now, vec![draft]).await?;
-                (active, true)
+                Started::Run(active, true)
             }
             None => {
-                let run = Run {
-                    rotation_id: request.rotation_id.unwrap_or_else(RotationId::generate),
-                    target: target.clone(),
-                    state: RunState::Pending,
-                    started_at: now,
-                    updated_at: now,
-                    completed_at: None,
-                    lease_owner: self.config.owner.clone(),
-                    lease_expires_at: now + self.config.lease,
-                    actor: self.config.actor.clone(),
-                    old_key_id: Some(authority.current_key_id.clone()),
-                    new_key_id: Some(KeyId::generate(&authority.id)),
-                    grace_period_hours: grace,
-                    grace_period_end: None,
-                    chains_updated: 0,
-                    error_reason: None,
-                    error_message: None,
-                    schedule_id: request.schedule_id,
-                };
-                tx.insert_run(&run).await.map_err(|e| e.with_authority(&authority.id))?;
+                let mut run = new_run(now, rotation_id.unwrap_or_else(RotationId::generate));
+                run.lease_owner = lease_owner;
+                tx.insert_run(&run).await?;
                 let draft = self.draft(
                     event::ROTATION_STARTED,
                     target.clone(),
                     Some(run.rotation_id),
-                    json!({"old_key_id": run.old_key_id, "new_key_id": run.new_key_id, "grace_period_hours": grace}),
+                    json!({
+                        "old_key_id": run.old_key_id, "new_key_id": run.new_key_id,
+                        "old_version": run.old_version, "new_version": run.new_version,
+                        "grace_period_hours": run.grace_period_hours,
+                    }),
                 );
                 self.append_audit(tx.as_mut(), now, vec![draft]).await?;
-                (run, false)
+                Started::Run(run, false)
             }
         };
         tx.commit().await?;
-        tracing::info!(authority = %authority.id, rotation = %run.rotation_id, resumed, "rotation started");
-        let rotation_id = run.rotation_id;
-        let finished = self
-            .drive(run)
-            .await
-            .map_err(|e| e.with_authority(&authority.id).with_rotation(rotation_id))?;
-        finished_result(&finished, resumed)
+        Ok(started)
     }
 
     /// Drives a run this engine holds the lease of to a terminal state.
-    async fn drive(&self, mut run: Run) -> Result<Run> {
+    pub(super) async fn drive(&self, mut run: Run) -> Result<Run> {
         loop {
+            let keyring = matches!(run.target, Target::Keyring(_));
             let step = match run.state {
                 RunState::Pending => self.advance(&mut run, RunState::Creating).await,
+                RunState::Creating if keyring => self.keyring_step_create(&mut run).await,
                 RunState::Creating => self.step_create(&mut run).await,
+                RunState::Verifying if keyring => self.keyring_step_verify(&mut run).await,
                 RunState::Verifying => self.step_verify(&mut run).await,
+                RunState::Promoting if keyring => self.keyring_step_promote(&mut run).await,
                 RunState::Promoting => self.step_promote(&mut run).await,
+                RunState::Finishing if keyring => self.finish_run(&mut run, RunState::Completed).await,
                 RunState::Finishing => self.step_finish(&mut run).await,
                 RunState::RollingBack => self.step_roll_back(&mut run).await,
                 RunState::Completed | RunState::RolledBack | RunState::Failed => return Ok(run),
@@ -203,7 +260,8 @@ impl Engine {
         run.error_reason = Some(error.reason.as_str().to_owned());
         run.error_message = Some(error.message.clone());
         match run.state {
-            RunState::Pending | RunState::Creating | RunState::Verifying => {
+            // Promotion is one transaction: if it failed, nothing was promoted.
+            RunState::Pending | RunState::Creating | RunState::Verifying | RunState::Promoting => {
                 let reason = error.reason;
                 if let Err(e) = self.advance(&mut run, RunState::RollingBack).await {
                     return e;
@@ -232,7 +290,7 @@ impl Engine {
     }
 
     /// Persists a plain state transition.
-    async fn advance(&self, run: &mut Run, next: RunState) -> Result<()> {
+    pub(super) async fn advance(&self, run: &mut Run, next: RunState) -> Result<()> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
         self.hold_lease(tx.as_mut(), run, now).await?;
@@ -321,7 +379,6 @@ impl Engine {
             .await?
             .ok_or_else(|| Error::not_found(format!("authority {authority_id} disappeared")))?;
         if authority.current_key_id != new_key_id {
-            let grace_until = now + chrono::TimeDelta::hours(i64::from(run.grace_period_hours));
             let mut new_key = tx
                 .get_key(&new_key_id)
                 .await?
@@ -329,14 +386,16 @@ impl Engine {
             new_key.state = KeyState::Active;
             new_key.activated_at = Some(now);
             tx.update_key(&new_key).await?;
+            // The old key's grace period starts when the run ends (every
+            // chain re-signed), so it never expires under a chain still
+            // signed by it; until then it has no end.
             if let Some(mut old) = tx.get_key(&authority.current_key_id).await? {
                 old.state = KeyState::Grace;
                 old.rotated_at = Some(now);
-                old.grace_until = Some(grace_until);
+                old.grace_until = None;
                 tx.update_key(&old).await?;
             }
             run.old_key_id = Some(authority.current_key_id.clone());
-            run.grace_period_end = Some(grace_until);
             authority.current_key_id = new_key_id;
             authority.last_rotated_at = Some(now);
             tx.update_authority(&authority).await?;
@@ -419,21 +478,35 @@ impl Engine {
         Ok(updated)
     }
 
-    /// `rolling_back`: forget the new key if it was never promoted.
+    /// `rolling_back`: forget the new key (or keyring version) if it was never promoted.
     async fn step_roll_back(&self, run: &mut Run) -> Result<()> {
-        let (_, new_key_id) = authority_run_keys(run)?;
-        if let Some(key) = self.store.get_key(&new_key_id).await?
-            && key.state == KeyState::Pending
-        {
-            self.custody.destroy_signing_key(&key.key_id, &key.custody).await?;
+        if let Target::Authority(_) = run.target {
+            let (_, new_key_id) = authority_run_keys(run)?;
+            if let Some(key) = self.store.get_key(&new_key_id).await?
+                && key.state == KeyState::Pending
+            {
+                self.custody.destroy_signing_key(&key.key_id, &key.custody).await?;
+            }
         }
         let now = self.now();
         let mut tx = self.store.begin().await?;
         self.hold_lease(tx.as_mut(), run, now).await?;
-        if let Some(key) = tx.get_key(&new_key_id).await?
-            && key.state == KeyState::Pending
-        {
-            tx.delete_key(&new_key_id).await?;
+        match (&run.target, &run.new_key_id, run.new_version) {
+            (Target::Authority(_), Some(new_key_id), _) => {
+                if let Some(key) = tx.get_key(new_key_id).await?
+                    && key.state == KeyState::Pending
+                {
+                    tx.delete_key(new_key_id).await?;
+                }
+            }
+            (Target::Keyring(name), _, Some(version)) => {
+                if let Some(v) = tx.get_key_version(name, version).await?
+                    && v.state == crate::keyring::VersionState::Pending
+                {
+                    tx.delete_key_version(name, version).await?;
+                }
+            }
+            _ => {}
         }
         run.state = RunState::RolledBack;
         run.completed_at = Some(now);
@@ -461,12 +534,22 @@ impl Engine {
     }
 
     /// Ends a run as `completed` or `failed`, with its audit event.
-    async fn finish_run(&self, run: &mut Run, state: RunState) -> Result<()> {
+    pub(super) async fn finish_run(&self, run: &mut Run, state: RunState) -> Result<()> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
         self.hold_lease(tx.as_mut(), run, now).await?;
         run.state = state;
         run.completed_at = Some(now);
+        if let (Target::Authority(_), Some(old_key_id)) = (&run.target, &run.old_key_id)
+            && let Some(mut old) = tx.get_key(old_key_id).await?
+            && old.state == KeyState::Grace
+            && old.grace_until.is_none()
+        {
+            let end = now + chrono::TimeDelta::hours(i64::from(run.grace_period_hours));
+            old.grace_until = Some(end);
+            tx.update_key(&old).await?;
+            run.grace_period_end = Some(end);
+        }
         tx.update_run(run).await?;
         let draft = if state == RunState::Completed {
             self.draft(
@@ -476,6 +559,8 @@ impl Engine {
                 json!({
                     "old_key_id": run.old_key_id,
                     "new_key_id": run.new_key_id,
+                    "old_version": run.old_version,
+                    "new_version": run.new_version,
                     "chains_updated": run.chains_updated,
                     "grace_period_end": run.grace_period_end.map(rfc3339),
                 }),

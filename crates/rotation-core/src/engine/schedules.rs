@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Engine;
-use super::rotation::{RotateRequest, RotationResult};
+use super::rotation::RotateRequest;
 use crate::audit::event;
 use crate::error::{Error, Reason, Result};
 use crate::ids::{AuthorityId, RotationId, Target};
@@ -17,18 +17,45 @@ const CLAIM_BATCH: usize = 64;
 /// What happened to one due schedule or resumed run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScheduledOutcome {
-    /// Schedule id (= rotation id), or the resumed run's id.
+    /// Schedule id (= rotation id of one-off schedules), or the resumed run's id.
     pub rotation_id: RotationId,
     /// Target.
     pub target: Target,
-    /// The rotation result on success.
-    pub result: Option<RotationResult>,
+    /// The rotation result on success (the kind's result object).
+    pub result: Option<serde_json::Value>,
     /// Stable reason on failure.
     pub error_reason: Option<String>,
     /// Message on failure.
     pub error: Option<String>,
     /// The schedule was left for a later attempt (e.g. another run in progress).
     pub deferred: bool,
+    /// A policy schedule whose policy did not fire.
+    pub skipped: bool,
+}
+
+impl ScheduledOutcome {
+    fn new(rotation_id: RotationId, target: Target) -> Self {
+        ScheduledOutcome {
+            rotation_id,
+            target,
+            result: None,
+            error_reason: None,
+            error: None,
+            deferred: false,
+            skipped: false,
+        }
+    }
+
+    fn fail(&mut self, e: &Error, deferred: bool) {
+        self.error_reason = Some(e.reason.as_str().into());
+        self.error = Some(e.message.clone());
+        self.deferred = deferred;
+    }
+}
+
+/// A kind's rotation result as JSON.
+fn json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 impl Engine {
@@ -60,6 +87,7 @@ impl Engine {
             claimed_by: None,
             claim_expires_at: None,
             last_error: None,
+            policy: None,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_schedule(&schedule).await?;
@@ -110,44 +138,41 @@ impl Engine {
     }
 
     async fn run_schedule(&self, mut schedule: Schedule) -> Result<ScheduledOutcome> {
-        let Target::Authority(authority) = schedule.target.clone() else {
-            return Err(Error::invalid_input(format!(
-                "schedule {} has an unsupported target {}",
-                schedule.id, schedule.target
-            )));
+        let mut outcome = ScheduledOutcome::new(schedule.id, schedule.target.clone());
+        let result = match &schedule.policy {
+            None => self.rotate_target(&schedule.target, Some(schedule.id)).await,
+            Some(policy) => match self.run_policy(&schedule.target, policy).await {
+                Ok(Some(done)) => Ok(done),
+                Ok(None) => {
+                    outcome.skipped = true;
+                    Ok(serde_json::Value::Null)
+                }
+                Err(e) => Err(e),
+            },
         };
-        let request = RotateRequest {
-            authority_id: authority,
-            grace_period_hours: None,
-            rotation_id: Some(schedule.id),
-            schedule_id: Some(schedule.id),
-        };
-        let result = self.rotate_key(request).await;
-        let mut outcome = ScheduledOutcome {
-            rotation_id: schedule.id,
-            target: schedule.target.clone(),
-            result: None,
-            error_reason: None,
-            error: None,
-            deferred: false,
-        };
+        let now = self.now();
         match result {
-            Ok(r) => {
-                schedule.state = ScheduleState::Done;
-                outcome.result = Some(r);
+            Ok(done) => {
+                if schedule.policy.is_none() {
+                    schedule.state = ScheduleState::Done;
+                } else {
+                    // Recurring: evaluated again at the next run-due.
+                    schedule.due_at = now;
+                }
+                schedule.last_error = None;
+                outcome.result = (!done.is_null()).then_some(done);
             }
             Err(e) if e.reason.is_retryable() => {
                 // Leave it scheduled; release the claim for the next round.
                 schedule.last_error = Some(e.message.clone());
-                outcome.deferred = true;
-                outcome.error_reason = Some(e.reason.as_str().into());
-                outcome.error = Some(e.message);
+                outcome.fail(&e, true);
             }
             Err(e) => {
-                schedule.state = ScheduleState::Failed;
+                if schedule.policy.is_none() {
+                    schedule.state = ScheduleState::Failed;
+                }
                 schedule.last_error = Some(e.message.clone());
-                outcome.error_reason = Some(e.reason.as_str().into());
-                outcome.error = Some(e.message);
+                outcome.fail(&e, false);
             }
         }
         schedule.claimed_by = None;
@@ -158,6 +183,46 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// Rotates any kind of target; returns the kind's result as JSON.
+    async fn rotate_target(&self, target: &Target, rotation_id: Option<RotationId>) -> Result<serde_json::Value> {
+        match target {
+            Target::Authority(authority) => {
+                let request = RotateRequest {
+                    authority_id: authority.clone(),
+                    grace_period_hours: None,
+                    rotation_id,
+                    schedule_id: rotation_id,
+                };
+                Ok(json(&self.rotate_key(request).await?))
+            }
+            Target::Keyring(name) => Ok(json(&self.rotate_keyring(name, false, rotation_id).await?)),
+            other => Err(Error::invalid_input(format!(
+                "schedules of {other} are not supported yet"
+            ))),
+        }
+    }
+
+    /// Evaluates a policy for a target and rotates (then migrates and
+    /// retires, for keyrings, if the policy says so) when it fires.
+    async fn run_policy(&self, target: &Target, policy_name: &str) -> Result<Option<serde_json::Value>> {
+        let policy = self.policy(policy_name).await?;
+        if !self.policy_fires(target, &policy).await? {
+            return Ok(None);
+        }
+        let mut done = self.rotate_target(target, None).await?;
+        if let Target::Keyring(name) = target
+            && (policy.migrate || policy.retire_old)
+        {
+            let options = super::MigrateOptions {
+                retire_old: policy.retire_old,
+                ..super::MigrateOptions::default()
+            };
+            let report = self.migrate_keyring(name, &options, &|_| {}).await?;
+            done["migration"] = serde_json::to_value(&report).unwrap_or_default();
+        }
+        Ok(Some(done))
+    }
+
     /// Resumes every run whose lease has expired (its process died).
     pub async fn resume_stale_runs(&self) -> Result<Vec<ScheduledOutcome>> {
         let now = self.now();
@@ -166,34 +231,12 @@ impl Engine {
             if run.lease_expires_at > now {
                 continue;
             }
-            let Target::Authority(authority) = run.target.clone() else {
-                continue;
-            };
-            let request = RotateRequest {
-                authority_id: authority,
-                grace_period_hours: Some(run.grace_period_hours),
-                rotation_id: Some(run.rotation_id),
-                schedule_id: run.schedule_id,
-            };
-            let result = self.rotate_key(request).await;
-            outcomes.push(match result {
-                Ok(r) => ScheduledOutcome {
-                    rotation_id: run.rotation_id,
-                    target: run.target,
-                    result: Some(r),
-                    error_reason: None,
-                    error: None,
-                    deferred: false,
-                },
-                Err(e) => ScheduledOutcome {
-                    rotation_id: run.rotation_id,
-                    target: run.target,
-                    result: None,
-                    error_reason: Some(e.reason.as_str().into()),
-                    error: Some(e.message),
-                    deferred: e.reason.is_retryable(),
-                },
-            });
+            let mut outcome = ScheduledOutcome::new(run.rotation_id, run.target.clone());
+            match self.rotate_target(&run.target, Some(run.rotation_id)).await {
+                Ok(done) => outcome.result = Some(done),
+                Err(e) => outcome.fail(&e, e.reason.is_retryable()),
+            }
+            outcomes.push(outcome);
         }
         Ok(outcomes)
     }

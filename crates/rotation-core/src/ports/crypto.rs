@@ -1,5 +1,6 @@
 //! The crypto port: stateless primitives and the data-key type.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use zeroize::Zeroizing;
@@ -50,4 +51,21 @@ pub trait CryptoProvider: Send + Sync {
     /// Opens a sealed value; any modification, wrong key or wrong associated
     /// data is a [`crate::Reason::Tampered`] error, never a panic.
     fn open(&self, key: &DataKey, associated_data: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
+
+    /// Seals many `(associated_data, plaintext)` pairs under one key, in
+    /// order, drawing all nonces with one call to the random source and
+    /// spreading the work over every core.
+    fn seal_batch(&self, key: &DataKey, version: u32, items: &[(&[u8], &[u8])]) -> Result<Vec<Vec<u8>>>;
+
+    /// Re-seals many `(associated_data, sealed)` pairs: each is opened with
+    /// the key of the version in its header (from `keys`) and sealed under
+    /// `to_key` as `to_version`. One result per item, in order, so a value
+    /// that fails to open does not stop the others. Parallel on every core.
+    fn reseal_batch(
+        &self,
+        keys: &HashMap<u32, DataKey>,
+        to_version: u32,
+        to_key: &DataKey,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Result<Vec<u8>>>>;
 }

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 
 use crate::authority::CustodyRef;
 use crate::error::Result;
-use crate::ids::KeyId;
+use crate::ids::{KeyId, KeyringName};
+use crate::ports::DataKey;
 
 /// A freshly created signing key: its public half and the custody handle
 /// of its private half.
@@ -36,4 +37,15 @@ pub trait KeyCustody: Send + Sync {
     /// Forgets a key created by a rotation that was rolled back. Must
     /// succeed for keys that were never created or already destroyed.
     async fn destroy_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()>;
+
+    /// Creates a random 256-bit data key for `keyring` version `version`;
+    /// returns it and its wrapped form (the only form that is stored).
+    async fn create_data_key(&self, keyring: &KeyringName, version: u32) -> Result<(DataKey, CustodyRef)>;
+
+    /// Wraps a data key supplied from outside (imported key material).
+    async fn wrap_data_key(&self, keyring: &KeyringName, version: u32, key: &DataKey) -> Result<CustodyRef>;
+
+    /// Unwraps a stored data key; a handle wrapped for another keyring or
+    /// version, or under another KEK, is `tampered`.
+    async fn unwrap_data_key(&self, keyring: &KeyringName, version: u32, wrapped: &CustodyRef) -> Result<DataKey>;
 }

@@ -4,8 +4,10 @@
 
 mod crypto;
 mod custody;
+mod notifier;
 mod store;
 
 pub use crypto::{CryptoProvider, DataKey};
 pub use custody::{KeyCustody, NewSigningKey};
+pub use notifier::{LogNotifier, Notification, Notifier};
 pub use store::{RecordQuery, StateStore, StoreTx};

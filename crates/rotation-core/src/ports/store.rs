@@ -6,7 +6,9 @@ use crate::audit::{AuditEvent, AuditHead};
 use crate::authority::{Authority, SigningKey};
 use crate::chain::TrustRecord;
 use crate::error::Result;
-use crate::ids::{AgentId, AuthorityId, KeyId, RotationId, Target};
+use crate::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
+use crate::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
+use crate::policy::Policy;
 use crate::run::Run;
 use crate::schedule::Schedule;
 use crate::time::Timestamp;
@@ -86,6 +88,34 @@ pub trait StateStore: Send + Sync {
     async fn list_audit_newest(&self, limit: usize) -> Result<Vec<AuditEvent>>;
     /// The stored head of the audit chain.
     async fn audit_head(&self) -> Result<Option<AuditHead>>;
+    /// The newest events of one target (`kind:name`), newest first.
+    async fn list_audit_for_target(&self, target: &str, limit: usize) -> Result<Vec<AuditEvent>>;
+
+    /// One keyring.
+    async fn get_keyring(&self, name: &KeyringName) -> Result<Option<Keyring>>;
+    /// All keyrings, ordered by name.
+    async fn list_keyrings(&self) -> Result<Vec<Keyring>>;
+    /// A keyring's versions, ascending.
+    async fn list_key_versions(&self, keyring: &KeyringName) -> Result<Vec<KeyVersion>>;
+
+    /// One stored value.
+    async fn get_value(&self, keyring: &KeyringName, id: &ValueId) -> Result<Option<SealedValue>>;
+    /// A keyring's values ordered by id, after `after` (exclusive), at most `limit`;
+    /// with `below_version`, only values sealed under an older version.
+    async fn list_values(
+        &self,
+        keyring: &KeyringName,
+        below_version: Option<u32>,
+        after: Option<&ValueId>,
+        limit: usize,
+    ) -> Result<Vec<SealedValue>>;
+    /// How many values each version of a keyring seals, ascending by version.
+    async fn count_values_by_version(&self, keyring: &KeyringName) -> Result<Vec<(u32, u64)>>;
+
+    /// One policy.
+    async fn get_policy(&self, name: &str) -> Result<Option<Policy>>;
+    /// All policies, ordered by name.
+    async fn list_policies(&self) -> Result<Vec<Policy>>;
 }
 
 /// A write transaction. Reads inside it see its own writes. Nothing is
@@ -150,6 +180,43 @@ pub trait StoreTx: Send {
         until: Timestamp,
         limit: usize,
     ) -> Result<Vec<Schedule>>;
+
+    /// One keyring.
+    async fn get_keyring(&mut self, name: &KeyringName) -> Result<Option<Keyring>>;
+    /// Inserts a keyring; `already_exists` if the name is taken.
+    async fn insert_keyring(&mut self, keyring: &Keyring) -> Result<()>;
+    /// Replaces a keyring's row; `not_found` if missing.
+    async fn update_keyring(&mut self, keyring: &Keyring) -> Result<()>;
+    /// One key version.
+    async fn get_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<Option<KeyVersion>>;
+    /// Inserts a key version; `already_exists` if taken.
+    async fn insert_key_version(&mut self, version: &KeyVersion) -> Result<()>;
+    /// Replaces a key version's row (usage count excepted); `not_found` if missing.
+    async fn update_key_version(&mut self, version: &KeyVersion) -> Result<()>;
+    /// Deletes a key version never promoted (rollback); missing is not an error.
+    async fn delete_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<()>;
+    /// Adds `count` to a version's usage count.
+    async fn add_usage(&mut self, keyring: &KeyringName, version: u32, count: u64) -> Result<()>;
+    /// How many values of the keyring are sealed under `version`.
+    async fn count_values_at(&mut self, keyring: &KeyringName, version: u32) -> Result<u64>;
+
+    /// Inserts or replaces values (keyed by keyring and id).
+    async fn put_values(&mut self, values: &[SealedValue]) -> Result<()>;
+    /// Replaces the sealed bytes of each value still under `from_version`,
+    /// setting `key_version = to_version`; returns how many were replaced
+    /// (a value rewritten meanwhile is left alone).
+    async fn reseal_values(
+        &mut self,
+        keyring: &KeyringName,
+        to_version: u32,
+        values: &[Reseal],
+        at: Timestamp,
+    ) -> Result<u64>;
+
+    /// Inserts or replaces a policy.
+    async fn put_policy(&mut self, policy: &Policy) -> Result<()>;
+    /// Deletes a policy; `not_found` if missing.
+    async fn delete_policy(&mut self, name: &str) -> Result<()>;
 
     /// The current head of the audit chain, locked for this transaction.
     async fn audit_head(&mut self) -> Result<Option<AuditHead>>;

@@ -42,7 +42,7 @@ async fn a_due_schedule_is_processed_once_by_competing_engines() {
     let outcomes: Vec<_> = ra.unwrap().into_iter().chain(rb.unwrap()).collect();
     let completed: Vec<_> = outcomes.iter().filter_map(|o| o.result.as_ref()).collect();
     assert_eq!(completed.len(), 1, "{outcomes:?}");
-    assert_eq!(completed[0].rotation_id, rotation_id);
+    assert_eq!(completed[0]["rotation_id"], rotation_id.to_string());
     assert_eq!(h.store.list_runs(None, 10).await.unwrap().len(), 1);
     let schedules = a.list_schedules(None, false).await.unwrap();
     assert_eq!(schedules[0].state, ScheduleState::Done);

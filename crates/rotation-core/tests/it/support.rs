@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::TimeDelta;
 use rotation_core::authority::{CustodyRef, KeyState};
 use rotation_core::engine::{IssueRequest, NewAuthority, RotateRequest};
-use rotation_core::ids::{AgentId, AuthorityId, KeyId};
-use rotation_core::ports::{KeyCustody, NewSigningKey, StateStore};
+use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName};
+use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey, StateStore};
 use rotation_core::run::RunState;
 use rotation_core::{Engine, EngineConfig, Result};
 use rotation_crypto::{Kek, LocalCustody, MasterSecret, RingCrypto};
@@ -146,5 +146,17 @@ impl KeyCustody for MisbehavingCustody {
 
     async fn destroy_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()> {
         self.inner.destroy_signing_key(key_id, key).await
+    }
+
+    async fn create_data_key(&self, keyring: &KeyringName, version: u32) -> Result<(DataKey, CustodyRef)> {
+        self.inner.create_data_key(keyring, version).await
+    }
+
+    async fn wrap_data_key(&self, keyring: &KeyringName, version: u32, key: &DataKey) -> Result<CustodyRef> {
+        self.inner.wrap_data_key(keyring, version, key).await
+    }
+
+    async fn unwrap_data_key(&self, keyring: &KeyringName, version: u32, wrapped: &CustodyRef) -> Result<DataKey> {
+        self.inner.unwrap_data_key(keyring, version, wrapped).await
     }
 }

@@ -105,6 +105,8 @@ pub(crate) fn run(target: &str, state: RunState, started: i64) -> Run {
         error_reason: Some("verification_failed".into()),
         error_message: Some("boom".into()),
         schedule_id: Some(RotationId::generate()),
+        old_version: Some(3),
+        new_version: Some(4),
     }
 }
 
@@ -119,6 +121,7 @@ pub(crate) fn schedule(target: &str, due: i64) -> Schedule {
         claimed_by: None,
         claim_expires_at: None,
         last_error: None,
+        policy: Some("monthly".into()),
     }
 }
 

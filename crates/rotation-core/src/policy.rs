@@ -1,0 +1,334 @@
+//! Rotation policies (seed 002): when a credential is due.
+//!
+//! A trigger is time based (`max_age_days`), usage based (`max_uses`),
+//! calendar based (`cron` with a time zone, or `monthly` day/hour/minute),
+//! or a composite (`any` / `all`). Calendar triggers fire when an
+//! occurrence has passed since the credential became current.
+
+use std::str::FromStr;
+
+use chrono::TimeDelta;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Reason, Result};
+use crate::time::Timestamp;
+
+/// When a credential is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The current credential is at least this many days old.
+    MaxAgeDays(u32),
+    /// The current key sealed at least this many values.
+    MaxUses(u64),
+    /// A 5-field cron expression (minute hour day-of-month month day-of-week) in a time zone.
+    Cron {
+        /// The expression.
+        expr: String,
+        /// IANA time zone name, e.g. `UTC` or `Europe/Berlin`.
+        timezone: String,
+    },
+    /// Monthly on a day at an hour and minute, UTC.
+    Monthly {
+        /// Day of month, 1 to 31 (months without that day are skipped).
+        day: u8,
+        /// Hour, 0 to 23.
+        hour: u8,
+        /// Minute, 0 to 59.
+        minute: u8,
+    },
+    /// Due when any of the triggers is.
+    Any(Vec<Trigger>),
+    /// Due when all of the triggers are.
+    All(Vec<Trigger>),
+}
+
+/// What a trigger is evaluated against.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// Now.
+    pub now: Timestamp,
+    /// When the current credential became current.
+    pub current_since: Timestamp,
+    /// Uses of the current credential.
+    pub uses: u64,
+}
+
+/// A named policy: a trigger and what to do when it fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Name.
+    pub name: String,
+    /// When.
+    pub trigger: Trigger,
+    /// After rotating a keyring, re-encrypt its values to the new version.
+    #[serde(default)]
+    pub migrate: bool,
+    /// After a complete migration, retire versions no value uses any more.
+    #[serde(default)]
+    pub retire_old: bool,
+    /// When the policy was last written.
+    pub updated_at: Timestamp,
+}
+
+fn invalid(field: &str, message: impl std::fmt::Display) -> Error {
+    Error::new(
+        Reason::InvalidPolicy,
+        format!("invalid policy field `{field}`: {message}"),
+    )
+}
+
+/// Parses a 5-field cron expression (lists, ranges, steps, month and day
+/// names; day-of-month and day-of-week combine with the standard OR rule).
+pub fn parse_cron(expr: &str) -> Result<Cron> {
+    if expr.split_whitespace().count() != 5 {
+        return Err(invalid(
+            "cron",
+            format!("{expr:?} must have 5 fields: minute hour day-of-month month day-of-week"),
+        ));
+    }
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| invalid("cron", format!("{expr:?}: {e}")))
+}
+
+/// Parses an IANA time zone name.
+pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz> {
+    chrono_tz::Tz::from_str(name).map_err(|_| invalid("timezone", format!("unknown time zone {name:?}")))
+}
+
+impl Trigger {
+    /// Checks every field; errors are `invalid_policy` naming the field.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Trigger::MaxAgeDays(0) => Err(invalid("max_age_days", "must be at least 1")),
+            Trigger::MaxUses(0) => Err(invalid("max_uses", "must be at least 1")),
+            Trigger::MaxAgeDays(_) | Trigger::MaxUses(_) => Ok(()),
+            Trigger::Cron { expr, timezone } => {
+                parse_cron(expr)?;
+                parse_timezone(timezone)?;
+                Ok(())
+            }
+            Trigger::Monthly { day, hour, minute } => {
+                if !(1..=31).contains(day) {
+                    return Err(invalid("monthly.day", "must be 1 to 31"));
+                }
+                if *hour > 23 {
+                    return Err(invalid("monthly.hour", "must be 0 to 23"));
+                }
+                if *minute > 59 {
+                    return Err(invalid("monthly.minute", "must be 0 to 59"));
+                }
+                Ok(())
+            }
+            Trigger::Any(list) | Trigger::All(list) => {
+                if list.is_empty() {
+                    return Err(invalid("any/all", "needs at least one trigger"));
+                }
+                list.iter().try_for_each(Trigger::validate)
+            }
+        }
+    }
+
+    /// Whether the trigger fires for `facts`.
+    pub fn is_due(&self, facts: &Facts) -> Result<bool> {
+        Ok(match self {
+            Trigger::MaxAgeDays(days) => facts.now - facts.current_since >= TimeDelta::days(i64::from(*days)),
+            Trigger::MaxUses(max) => facts.uses >= *max,
+            Trigger::Cron { .. } | Trigger::Monthly { .. } => self
+                .next_calendar_after(facts.current_since)?
+                .is_some_and(|t| t <= facts.now),
+            Trigger::Any(list) => {
+                for t in list {
+                    if t.is_due(facts)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Trigger::All(list) => {
+                for t in list {
+                    if !t.is_due(facts)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+        })
+    }
+
+    /// For calendar triggers, the first occurrence strictly after `after`.
+    pub fn next_calendar_after(&self, after: Timestamp) -> Result<Option<Timestamp>> {
+        let (cron, tz) = match self {
+            Trigger::Cron { expr, timezone } => (parse_cron(expr)?, parse_timezone(timezone)?),
+            Trigger::Monthly { day, hour, minute } => {
+                (parse_cron(&format!("{minute} {hour} {day} * *"))?, chrono_tz::UTC)
+            }
+            _ => return Ok(None),
+        };
+        let local = after.with_timezone(&tz);
+        Ok(cron
+            .find_next_occurrence(&local, false)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc)))
+    }
+
+    /// The earliest time the trigger could fire on time alone (usage
+    /// triggers have none), for planning and status.
+    pub fn next_due_estimate(&self, facts: &Facts) -> Result<Option<Timestamp>> {
+        Ok(match self {
+            Trigger::MaxAgeDays(days) => Some(facts.current_since + TimeDelta::days(i64::from(*days))),
+            Trigger::MaxUses(_) => None,
+            Trigger::Cron { .. } | Trigger::Monthly { .. } => self.next_calendar_after(facts.current_since)?,
+            Trigger::Any(list) => {
+                let mut best: Option<Timestamp> = None;
+                for t in list {
+                    if let Some(x) = t.next_due_estimate(facts)? {
+                        best = Some(best.map_or(x, |b| b.min(x)));
+                    }
+                }
+                best
+            }
+            Trigger::All(list) => {
+                let mut latest: Option<Timestamp> = None;
+                for t in list {
+                    match t.next_due_estimate(facts)? {
+                        Some(x) => latest = Some(latest.map_or(x, |l| l.max(x))),
+                        None => return Ok(None),
+                    }
+                }
+                latest
+            }
+        })
+    }
+}
+
+impl Policy {
+    /// Checks the name and the trigger.
+    pub fn validate(&self) -> Result<()> {
+        crate::ids::KeyringName::parse(self.name.as_str()).map_err(|_| {
+            invalid(
+                "name",
+                format!("{:?}: use 1 to 128 letters, digits, '.', '_', '-' or ':'", self.name),
+            )
+        })?;
+        self.trigger.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn composite_fires_on_either_leg() {
+        let t = Trigger::Any(vec![Trigger::MaxAgeDays(30), Trigger::MaxUses(500)]);
+        let since = at(2026, 1, 1, 0, 0);
+        let young_busy = Facts {
+            now: at(2026, 1, 2, 0, 0),
+            current_since: since,
+            uses: 500,
+        };
+        let old_idle = Facts {
+            now: at(2026, 2, 1, 0, 0),
+            current_since: since,
+            uses: 0,
+        };
+        let young_idle = Facts {
+            now: at(2026, 1, 2, 0, 0),
+            current_since: since,
+            uses: 499,
+        };
+        assert!(t.is_due(&young_busy).unwrap());
+        assert!(t.is_due(&old_idle).unwrap());
+        assert!(!t.is_due(&young_idle).unwrap());
+        let all = Trigger::All(vec![Trigger::MaxAgeDays(30), Trigger::MaxUses(500)]);
+        assert!(!all.is_due(&young_busy).unwrap());
+        assert!(all.is_due(&Facts { uses: 500, ..old_idle }).unwrap());
+    }
+
+    #[test]
+    fn monthly_schedule_next_time() {
+        let t = Trigger::Monthly {
+            day: 1,
+            hour: 2,
+            minute: 0,
+        };
+        assert_eq!(
+            t.next_calendar_after(at(2026, 1, 15, 10, 0)).unwrap(),
+            Some(at(2026, 2, 1, 2, 0))
+        );
+        assert_eq!(
+            t.next_calendar_after(at(2026, 2, 1, 2, 0)).unwrap(),
+            Some(at(2026, 3, 1, 2, 0))
+        );
+        let since = at(2026, 1, 15, 0, 0);
+        assert!(
+            !t.is_due(&Facts {
+                now: at(2026, 2, 1, 1, 59),
+                current_since: since,
+                uses: 0
+            })
+            .unwrap()
+        );
+        assert!(
+            t.is_due(&Facts {
+                now: at(2026, 2, 1, 2, 0),
+                current_since: since,
+                uses: 0
+            })
+            .unwrap()
+        );
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        let cases = [
+            (Trigger::MaxAgeDays(0), "max_age_days"),
+            (
+                Trigger::Cron {
+                    expr: "61 * * * *".into(),
+                    timezone: "UTC".into(),
+                },
+                "cron",
+            ),
+            (
+                Trigger::Cron {
+                    expr: "* * * *".into(),
+                    timezone: "UTC".into(),
+                },
+                "cron",
+            ),
+            (
+                Trigger::Cron {
+                    expr: "0 2 * * *".into(),
+                    timezone: "Mars/Olympus".into(),
+                },
+                "timezone",
+            ),
+            (
+                Trigger::Monthly {
+                    day: 32,
+                    hour: 0,
+                    minute: 0,
+                },
+                "monthly.day",
+            ),
+            (Trigger::Any(vec![]), "any/all"),
+        ];
+        for (t, field) in cases {
+            let e = t.validate().unwrap_err();
+            assert_eq!(e.reason, Reason::InvalidPolicy);
+            assert!(e.message.contains(field), "{}", e.message);
+        }
+    }
+}
