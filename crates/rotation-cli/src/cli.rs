@@ -64,6 +64,15 @@ pub(crate) enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Encryption keyrings: versioned data keys, rotation, migration.
+    #[command(subcommand)]
+    Keyring(KeyringCommand),
+    /// Values stored encrypted under a keyring.
+    #[command(subcommand)]
+    Value(ValueCommand),
+    /// Rotation policies: when a credential is due.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Initialise (if needed), create org-acme, issue three trust chains,
     /// rotate the key and verify every chain.
     Quickstart,
@@ -179,6 +188,193 @@ pub(crate) enum ScheduleCommand {
     },
     /// Run every due schedule and resume interrupted rotations (for cron).
     RunDue,
+    /// Add a recurring schedule: each run-due evaluates the policy for the target.
+    Add {
+        /// Target: keyring:NAME or authority:ID.
+        target: String,
+        /// Policy name.
+        #[arg(long)]
+        policy: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyringCommand {
+    /// Create a keyring with a fresh version 1.
+    Create {
+        /// Keyring name.
+        name: String,
+    },
+    /// List keyrings.
+    List,
+    /// Current version and every version's metadata.
+    Info {
+        /// Keyring name.
+        name: String,
+    },
+    /// Add a version and make it current (old versions still decrypt).
+    Rotate {
+        /// Keyring name.
+        name: String,
+        /// Show what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Re-encrypt every value sealed under an older version.
+    Migrate(MigrateArgs),
+    /// Rotate, then migrate every value to the new version.
+    FullRotation(MigrateArgs),
+    /// Version distribution of the stored values.
+    Report {
+        /// Keyring name.
+        name: String,
+    },
+    /// Check the KEK, the current key, a round trip and the values' versions.
+    HealthCheck {
+        /// Keyring name.
+        name: String,
+    },
+    /// Retire a version no value uses any more (it no longer decrypts).
+    Retire {
+        /// Keyring name.
+        name: String,
+        /// Version to retire.
+        #[arg(long)]
+        version: u32,
+    },
+    /// Key history: creation, rotation, usage and migration events.
+    History {
+        /// Keyring name.
+        name: String,
+        /// Only events about this version.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Only this event type (e.g. rotation, migrated, key_created).
+        #[arg(long)]
+        event: Option<String>,
+        /// How many events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+/// Options of `keyring migrate` and `keyring full-rotation`.
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    /// Keyring name.
+    pub(crate) name: String,
+    /// Version to migrate to (default: the current one).
+    #[arg(long)]
+    pub(crate) target_version: Option<u32>,
+    /// Values per committed batch.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) batch_size: usize,
+    /// Count what would be migrated; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Allow a target version that is not the current one.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Afterwards, retire every older version no value uses any more.
+    #[arg(long)]
+    pub(crate) retire_old: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ValueCommand {
+    /// Encrypt and store a value (read from stdin unless --value is given).
+    Encrypt {
+        /// Keyring name.
+        #[arg(long)]
+        keyring: String,
+        /// Value id.
+        id: String,
+        /// The plaintext (visible to other local users in the process list; prefer stdin).
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// Decrypt a stored value to stdout (audited as secret_read).
+    Decrypt {
+        /// Keyring name.
+        #[arg(long)]
+        keyring: String,
+        /// Value id.
+        id: String,
+    },
+    /// List stored values (ids and versions, never plaintext).
+    List {
+        /// Keyring name.
+        #[arg(long)]
+        keyring: String,
+        /// How many values.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this id.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Import JSON lines `{"id": "...", "value": "..."}` (stdin when no file).
+    Import {
+        /// Keyring name.
+        #[arg(long)]
+        keyring: String,
+        /// File to read.
+        file: Option<PathBuf>,
+    },
+    /// Export every value as JSON lines `{"id": "...", "value": "..."}` (plaintext; audited).
+    Export {
+        /// Keyring name.
+        #[arg(long)]
+        keyring: String,
+        /// File to write (stdout when absent), created with mode 0600.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Create or replace a policy. Several triggers combine with ANY (or --all).
+    Set {
+        /// Policy name.
+        name: String,
+        /// Due when the current key is this many days old.
+        #[arg(long)]
+        max_age_days: Option<u32>,
+        /// Due when the current key sealed this many values.
+        #[arg(long)]
+        max_uses: Option<u64>,
+        /// Due at the times of a 5-field cron expression.
+        #[arg(long)]
+        cron: Option<String>,
+        /// Time zone of --cron (IANA name).
+        #[arg(long, default_value = "UTC", requires = "cron")]
+        timezone: String,
+        /// Due monthly at DAY:HH:MM (UTC), e.g. 1:02:00.
+        #[arg(long)]
+        monthly: Option<String>,
+        /// Require every trigger instead of any.
+        #[arg(long)]
+        all: bool,
+        /// After rotating a keyring, migrate its values.
+        #[arg(long)]
+        migrate: bool,
+        /// After migrating, retire versions no value uses.
+        #[arg(long)]
+        retire_old: bool,
+    },
+    /// List policies.
+    List,
+    /// Show a policy and its next due time estimates.
+    Show {
+        /// Policy name.
+        name: String,
+    },
+    /// Remove a policy.
+    Remove {
+        /// Policy name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,27 +11,7 @@ pub(crate) async fn run(ctx: &Context, command: AuditCommand) -> Result<()> {
     let out = ctx.global.output;
     let engine = ctx.engine(false).await?;
     match command {
-        AuditCommand::List { limit } => {
-            let events = engine.audit_events(limit).await?;
-            match out {
-                Output::Json => output::json(&events),
-                Output::Table => {
-                    let mut t = output::table(&["seq", "at", "event", "target", "rotation", "actor", "details"]);
-                    for e in &events {
-                        t.add_row(vec![
-                            e.seq.to_string(),
-                            rfc3339(e.at),
-                            e.event.clone(),
-                            e.target.clone(),
-                            e.rotation_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
-                            e.actor.clone(),
-                            e.details.to_string(),
-                        ]);
-                    }
-                    output::print_table(&t)
-                }
-            }
-        }
+        AuditCommand::List { limit } => print_events(out, &engine.audit_events(limit).await?),
         AuditCommand::Verify => {
             let report = engine.verify_audit().await?;
             let rows = [
@@ -54,6 +34,28 @@ pub(crate) async fn run(ctx: &Context, command: AuditCommand) -> Result<()> {
                     b.seq, b.problem
                 ))),
             }
+        }
+    }
+}
+
+/// Prints audit events, newest first as given.
+pub(crate) fn print_events(out: Output, events: &[rotation_core::audit::AuditEvent]) -> Result<()> {
+    match out {
+        Output::Json => output::json(events),
+        Output::Table => {
+            let mut t = output::table(&["seq", "at", "event", "target", "rotation", "actor", "details"]);
+            for e in events {
+                t.add_row(vec![
+                    e.seq.to_string(),
+                    rfc3339(e.at),
+                    e.event.clone(),
+                    e.target.clone(),
+                    e.rotation_id.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                    e.actor.clone(),
+                    e.details.to_string(),
+                ]);
+            }
+            output::print_table(&t)
         }
     }
 }

@@ -1,11 +1,14 @@
 //! One module per command group; each parses ids, calls the engine, prints.
 
-mod audit;
+pub(crate) mod audit;
 mod authority;
 mod chain;
 mod init;
+mod keyring;
+mod policy;
 mod quickstart;
 mod schedule;
+mod value;
 
 use rotation_core::Result;
 
@@ -20,6 +23,9 @@ pub(crate) async fn run(ctx: Context, command: Command) -> Result<()> {
         Command::Chain(c) => chain::run(&ctx, c).await,
         Command::Schedule(c) => schedule::run(&ctx, c).await,
         Command::Audit(c) => audit::run(&ctx, c).await,
+        Command::Keyring(c) => keyring::run(&ctx, c).await,
+        Command::Value(c) => value::run(&ctx, c).await,
+        Command::Policy(c) => policy::run(&ctx, c).await,
         Command::Quickstart => quickstart::run(&ctx).await,
     }
 }

@@ -15,12 +15,13 @@ pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
             match out {
                 Output::Json => output::json(&schedules),
                 Output::Table => {
-                    let mut t = output::table(&["rotation id", "target", "due at", "state", "last error"]);
+                    let mut t = output::table(&["rotation id", "target", "due at", "policy", "state", "last error"]);
                     for s in &schedules {
                         t.add_row(vec![
                             s.id.to_string(),
                             s.target.to_string(),
                             time(Some(s.due_at)),
+                            s.policy.clone().unwrap_or_else(|| "-".into()),
                             s.state.as_str().to_string(),
                             s.last_error.clone().unwrap_or_else(|| "-".into()),
                         ]);
@@ -28,6 +29,17 @@ pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
                     output::print_table(&t)
                 }
             }
+        }
+        ScheduleCommand::Add { target, policy } => {
+            let engine = ctx.engine(false).await?;
+            let target: rotation_core::ids::Target = target.parse()?;
+            let s = engine.add_policy_schedule(target, &policy).await?;
+            let rows = [
+                ("schedule id", s.id.to_string()),
+                ("target", s.target.to_string()),
+                ("policy", policy.clone()),
+            ];
+            output::record(out, &s, &rows)
         }
         ScheduleCommand::RunDue => {
             let engine = ctx.engine(true).await?;

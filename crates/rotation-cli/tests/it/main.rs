@@ -4,5 +4,6 @@ mod audit;
 mod authority;
 mod chains;
 mod concurrency;
+mod keyrings;
 mod master_key;
 mod support;

@@ -327,7 +327,7 @@ impl Engine {
         if options.batch_size == 0 || options.batch_size > 100_000 {
             return Err(Error::invalid_input("batch size must be 1 to 100000"));
         }
-        let (keyring, keys) = self.decrypting_keys(name).await?;
+        let keyring = self.keyring(name).await?;
         let target = options.target_version.unwrap_or(keyring.current_version);
         if target != keyring.current_version && !options.force {
             return Err(Error::invalid_input(format!(
@@ -335,11 +335,17 @@ impl Engine {
                 keyring.current_version
             )));
         }
-        let target_key = keys.get(&target).cloned().ok_or_else(|| {
-            Error::invalid_input(format!(
+        let usable = self
+            .store
+            .list_key_versions(name)
+            .await?
+            .iter()
+            .any(|v| v.version == target && v.state.decrypts());
+        if !usable {
+            return Err(Error::invalid_input(format!(
                 "version {target} of keyring {name} cannot encrypt (missing or retired)"
-            ))
-        })?;
+            )));
+        }
         let counts: HashMap<u32, u64> = self.store.count_values_by_version(name).await?.into_iter().collect();
         let total: u64 = counts.values().sum();
         let to_migrate: u64 = counts.iter().filter(|(v, _)| **v < target).map(|(_, n)| n).sum();
@@ -359,6 +365,11 @@ impl Engine {
             report.duration_ms = started.elapsed().as_millis() as u64;
             return Ok(report);
         }
+        let (_, keys) = self.decrypting_keys(name).await?;
+        let target_key = keys
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| Error::invalid_input(format!("version {target} of keyring {name} cannot encrypt")))?;
         let mut after: Option<ValueId> = None;
         loop {
             let page = self
