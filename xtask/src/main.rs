@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | test [ARGS...] | bench [resign]>");
+            eprintln!("usage: cargo xtask <ci | test [ARGS...] | bench [resign|keyring]>");
             return ExitCode::from(2);
         }
     };
@@ -115,6 +115,12 @@ fn bench(args: &[String]) -> Result {
                 .args(&args[1.min(args.len())..]);
             run("bench resign", b)
         }
-        other => Err(format!("unknown benchmark {other:?}; available: resign")),
+        "keyring" => {
+            let mut b = cargo();
+            b.args(["bench", "-p", "rotation-cli", "--bench", "keyring", "--"])
+                .args(&args[1.min(args.len())..]);
+            run("bench keyring", b)
+        }
+        other => Err(format!("unknown benchmark {other:?}; available: resign, keyring")),
     }
 }

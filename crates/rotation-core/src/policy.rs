@@ -291,6 +291,40 @@ mod tests {
     }
 
     #[test]
+    fn cron_with_time_zone_and_the_or_rule() {
+        let berlin = Trigger::Cron {
+            expr: "0 2 * * *".into(),
+            timezone: "Europe/Berlin".into(),
+        };
+        // 02:00 in Berlin is 01:00 UTC in winter, 00:00 UTC in summer.
+        assert_eq!(
+            berlin.next_calendar_after(at(2026, 1, 15, 10, 0)).unwrap(),
+            Some(at(2026, 1, 16, 1, 0))
+        );
+        assert_eq!(
+            berlin.next_calendar_after(at(2026, 7, 15, 10, 0)).unwrap(),
+            Some(at(2026, 7, 16, 0, 0))
+        );
+        // Day-of-month 13 OR Friday: 2026-01-02 is a Friday.
+        let either = Trigger::Cron {
+            expr: "0 0 13 * FRI".into(),
+            timezone: "UTC".into(),
+        };
+        assert_eq!(
+            either.next_calendar_after(at(2026, 1, 1, 0, 0)).unwrap(),
+            Some(at(2026, 1, 2, 0, 0))
+        );
+        let steps = Trigger::Cron {
+            expr: "*/15 9-17 * * MON-FRI".into(),
+            timezone: "UTC".into(),
+        };
+        assert_eq!(
+            steps.next_calendar_after(at(2026, 1, 2, 17, 50)).unwrap(),
+            Some(at(2026, 1, 5, 9, 0))
+        );
+    }
+
+    #[test]
     fn invalid_fields_are_named() {
         let cases = [
             (Trigger::MaxAgeDays(0), "max_age_days"),

@@ -57,9 +57,21 @@ pub(crate) async fn run(ctx: &Context, command: ValueCommand) -> Result<()> {
         }
         ValueCommand::Decrypt { keyring, id } => {
             let engine = ctx.engine(true).await?;
-            let plaintext = engine
-                .decrypt_value(&KeyringName::parse(keyring)?, &ValueId::parse(id)?)
-                .await?;
+            let id = ValueId::parse(id)?;
+            let plaintext = engine.decrypt_value(&KeyringName::parse(keyring)?, &id).await?;
+            if out == Output::Json {
+                let text = std::str::from_utf8(&plaintext).map_err(|_| {
+                    Error::invalid_input(format!("value {id} is not UTF-8; print it without --output json"))
+                })?;
+                let line = Zeroizing::new(
+                    serde_json::to_string(&OutLine {
+                        id: id.as_str(),
+                        value: text,
+                    })
+                    .map_err(|e| Error::invalid_input(e.to_string()))?,
+                );
+                return output::line(&line);
+            }
             let mut stdout = std::io::stdout().lock();
             stdout
                 .write_all(&plaintext)

@@ -2,6 +2,7 @@
 //! settable clock: rotation, rollback, resume after a crash at every step,
 //! concurrency, revocation and schedules.
 
+mod keyrings;
 mod resume;
 mod revoke;
 mod rotation;
