@@ -58,7 +58,7 @@ pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
                                     _ => String::new(),
                                 },
                             ),
-                            (None, _) if o.skipped => ("not due", format!("policy did not fire")),
+                            (None, _) if o.skipped => ("not due", "policy did not fire".to_string()),
                             (None, Some(reason)) if o.deferred => {
                                 ("deferred", format!("{reason}: {}", o.error.clone().unwrap_or_default()))
                             }
