@@ -63,6 +63,8 @@ pub(crate) fn bind_run<'q>(q: Query<'q>, r: &Run) -> Result<Query<'q>> {
         .bind(r.error_reason.clone())
         .bind(r.error_message.clone())
         .bind(r.schedule_id.map(|id| id.to_string()))
+        .bind(r.old_version.map(i64::from))
+        .bind(r.new_version.map(i64::from))
         .bind(r.rotation_id.to_string()))
 }
 
@@ -76,5 +78,6 @@ pub(crate) fn bind_schedule<'q>(q: Query<'q>, s: &Schedule) -> Query<'q> {
         .bind(s.claimed_by.clone())
         .bind(opt_micros(s.claim_expires_at))
         .bind(s.last_error.clone())
+        .bind(s.policy.clone())
         .bind(s.id.to_string())
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rotation_core::{Error, Reason, Result};
-use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Mutex;
 
-use crate::error::unavailable_cause;
+use crate::error::{describe, unavailable_cause};
 use crate::url::{redact_url, scrub};
 
 /// How long a write transaction waits for the write lock (held by another
@@ -92,12 +92,24 @@ impl PgStore {
             })?
             .application_name("rotation")
             .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT)]);
+        // One direct connection first: the pool retries refused connections
+        // until its timeout and then reports only that it timed out, while
+        // an operator wants the cause, at once.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                Error::backend(format!(
+                    "cannot connect to the PostgreSQL store at {redacted}: no answer within {}s; \
+                     is the server running and reachable?",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| connect_error(&e, url, &redacted))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|e| connect_error(&e, url, &redacted))?;
+            .connect_lazy_with(options);
         migrate(&pool, url, &redacted).await?;
         tracing::debug!(url = %redacted, "PostgreSQL store opened");
         Ok(PgStore {
@@ -155,7 +167,7 @@ fn connect_error(err: &sqlx::Error, url: &str, redacted: &str) -> Error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => "; is the server running and reachable?",
         _ => "",
     };
-    let cause = unavailable_cause(err).unwrap_or_else(|| err.to_string());
+    let cause = unavailable_cause(err).unwrap_or_else(|| describe(err));
     Error::backend(scrub(
         &format!("cannot connect to the PostgreSQL store at {redacted}: {cause}{hint}"),
         url,

@@ -35,6 +35,18 @@ pub(crate) fn unavailable_cause(err: &sqlx::Error) -> Option<String> {
     }
 }
 
+/// `err` in words: for a database error, the server's primary message and
+/// SQLSTATE (never its DETAIL, which may quote values).
+pub(crate) fn describe(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// An error of the store itself, for failed operations that have no more
 /// specific reason: `backend_unavailable`.
 pub(crate) fn backend(op: &str, err: sqlx::Error) -> Error {
@@ -43,7 +55,7 @@ pub(crate) fn backend(op: &str, err: sqlx::Error) -> Error {
         err => {
             let message = match unavailable_cause(&err) {
                 Some(cause) => format!("PostgreSQL store: {op} failed: {cause}"),
-                None => format!("PostgreSQL store: {op} failed: {err}"),
+                None => format!("PostgreSQL store: {op} failed: {}", describe(&err)),
             };
             Error::backend(message).with_source(err)
         }
@@ -58,6 +70,12 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// Whether `err` is a violated uniqueness constraint (or unique index) named `name`.
 pub(crate) fn is_unique_violation_of(err: &sqlx::Error, name: &str) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation && db.constraint() == Some(name))
+}
+
+/// Whether `err` says the transaction was aborted by an earlier statement
+/// (SQLSTATE 25P02, `in_failed_sql_transaction`).
+pub(crate) fn is_aborted_transaction(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("25P02"))
 }
 
 /// Whether `err` is an expired `lock_timeout`.

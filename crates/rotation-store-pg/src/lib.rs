@@ -20,8 +20,9 @@
 //!   claimers get disjoint schedules).
 //! - At most one non-terminal run per target is enforced by a partial unique
 //!   index; violating it is `concurrent_rotation`.
-//! - Bulk writes (`insert_records`, `resign_records`) are one statement per
-//!   batch over `UNNEST`ed arrays, not one round trip per row.
+//! - Bulk writes (`insert_records`, `resign_records`, `put_values`,
+//!   `reseal_values`) are one statement per 10,000 rows over `UNNEST`ed
+//!   arrays, not one round trip per row.
 //! - Timestamps are BIGINT unix microseconds, ids TEXT in the `"C"`
 //!   collation (byte order, whatever the database locale), JSON TEXT
 //!   stored verbatim. Every stored value is re-validated when read, and a
@@ -33,6 +34,7 @@
 mod binds;
 mod connect;
 mod error;
+mod keyrings;
 mod queries;
 mod rows;
 mod store;

@@ -5,7 +5,9 @@ use chrono::DateTime;
 use rotation_core::audit::{AuditEvent, AuditHead};
 use rotation_core::authority::{Authority, CustodyRef, KeyState, SigningKey};
 use rotation_core::chain::{RecordKind, TrustRecord};
-use rotation_core::ids::{AgentId, AuthorityId, KeyId, RotationId, Target};
+use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
+use rotation_core::keyring::{KeyVersion, Keyring, SealedValue, VersionState};
+use rotation_core::policy::Policy;
 use rotation_core::run::{Run, RunState};
 use rotation_core::schedule::{Schedule, ScheduleState};
 use rotation_core::time::Timestamp;
@@ -82,6 +84,15 @@ impl<'r> Reader<'r> {
     fn u32(&self, column: &str) -> Result<u32> {
         let v = self.int(column)?;
         u32::try_from(v).map_err(|_| self.bad(column, format!("{v} is out of range")))
+    }
+
+    fn opt_u32(&self, column: &str) -> Result<Option<u32>> {
+        match self.get::<Option<i64>>(column)? {
+            None => Ok(None),
+            Some(v) => u32::try_from(v)
+                .map(Some)
+                .map_err(|_| self.bad(column, format!("{v} is out of range"))),
+        }
     }
 
     fn u64(&self, column: &str) -> Result<u64> {
@@ -224,6 +235,8 @@ pub(crate) fn run(row: &PgRow) -> Result<Run> {
         error_reason: r.opt_text("error_reason")?,
         error_message: r.opt_text("error_message")?,
         schedule_id: r.opt_parsed("schedule_id", rotation_id)?,
+        old_version: r.opt_u32("old_version")?,
+        new_version: r.opt_u32("new_version")?,
     })
 }
 
@@ -240,6 +253,7 @@ pub(crate) fn schedule(row: &PgRow) -> Result<Schedule> {
         claimed_by: r.opt_text("claimed_by")?,
         claim_expires_at: r.opt_ts("claim_expires_at")?,
         last_error: r.opt_text("last_error")?,
+        policy: r.opt_text("policy")?,
     })
 }
 
@@ -274,6 +288,57 @@ pub(crate) fn audit_head(row: &PgRow) -> Result<Option<AuditHead>> {
         seq,
         hash: r.text("hash")?,
     }))
+}
+
+/// A `keyrings` row.
+pub(crate) fn keyring(row: &PgRow) -> Result<Keyring> {
+    let r = Reader::new(row, "keyrings", "name");
+    Ok(Keyring {
+        name: r.parsed("name", |s| KeyringName::parse(s).ok())?,
+        current_version: r.u32("current_version")?,
+        created_at: r.ts("created_at")?,
+        rotated_at: r.opt_ts("rotated_at")?,
+    })
+}
+
+/// A `key_versions` row.
+pub(crate) fn key_version(row: &PgRow) -> Result<KeyVersion> {
+    let r = Reader::new(row, "key_versions", "keyring");
+    Ok(KeyVersion {
+        keyring: r.parsed("keyring", |s| KeyringName::parse(s).ok())?,
+        version: r.u32("version")?,
+        state: r.parsed("state", VersionState::parse)?,
+        created_at: r.ts("created_at")?,
+        activated_at: r.opt_ts("activated_at")?,
+        rotated_at: r.opt_ts("rotated_at")?,
+        retired_at: r.opt_ts("retired_at")?,
+        usage_count: r.u64("usage_count")?,
+        created_by: r.opt_parsed("created_by", rotation_id)?,
+        wrapped: CustodyRef {
+            custody: r.text("custody")?,
+            handle: r.blob("custody_handle")?,
+        },
+    })
+}
+
+/// A `sealed_values` row.
+pub(crate) fn sealed_value(row: &PgRow) -> Result<SealedValue> {
+    let r = Reader::new(row, "sealed_values", "id");
+    Ok(SealedValue {
+        keyring: r.parsed("keyring", |s| KeyringName::parse(s).ok())?,
+        id: r.parsed("id", |s| ValueId::parse(s).ok())?,
+        key_version: r.u32("key_version")?,
+        sealed: r.blob("sealed")?,
+        created_at: r.ts("created_at")?,
+        updated_at: r.ts("updated_at")?,
+    })
+}
+
+/// A `policies` row.
+pub(crate) fn policy(row: &PgRow) -> Result<Policy> {
+    let r = Reader::new(row, "policies", "name");
+    let body = r.text("body")?;
+    serde_json::from_str(&body).map_err(|e| r.bad("body", e))
 }
 
 /// Maps every row with `f`.

@@ -15,7 +15,10 @@ use sqlx::Row;
 use crate::connect::PgStore;
 use crate::error::{backend, is_lock_timeout};
 use crate::tx::PgTx;
-use crate::{queries, rows};
+use crate::{keyrings, queries, rows};
+use rotation_core::ids::{KeyringName, ValueId};
+use rotation_core::keyring::{KeyVersion, Keyring, SealedValue};
+use rotation_core::policy::Policy;
 
 #[async_trait]
 impl StateStore for PgStore {
@@ -146,5 +149,46 @@ impl StateStore for PgStore {
 
     async fn audit_head(&self) -> Result<Option<AuditHead>> {
         queries::audit_head(&self.pool, false).await
+    }
+    async fn list_audit_for_target(&self, target: &str, limit: usize) -> Result<Vec<AuditEvent>> {
+        keyrings::list_audit_for_target(&self.pool, target, limit).await
+    }
+
+    async fn get_keyring(&self, name: &KeyringName) -> Result<Option<Keyring>> {
+        keyrings::get_keyring(&self.pool, name).await
+    }
+
+    async fn list_keyrings(&self) -> Result<Vec<Keyring>> {
+        keyrings::list_keyrings(&self.pool).await
+    }
+
+    async fn list_key_versions(&self, keyring: &KeyringName) -> Result<Vec<KeyVersion>> {
+        keyrings::list_key_versions(&self.pool, keyring).await
+    }
+
+    async fn get_value(&self, keyring: &KeyringName, id: &ValueId) -> Result<Option<SealedValue>> {
+        keyrings::get_value(&self.pool, keyring, id).await
+    }
+
+    async fn list_values(
+        &self,
+        keyring: &KeyringName,
+        below_version: Option<u32>,
+        after: Option<&ValueId>,
+        limit: usize,
+    ) -> Result<Vec<SealedValue>> {
+        keyrings::list_values(&self.pool, keyring, below_version, after, limit).await
+    }
+
+    async fn count_values_by_version(&self, keyring: &KeyringName) -> Result<Vec<(u32, u64)>> {
+        keyrings::count_values_by_version(&self.pool, keyring).await
+    }
+
+    async fn get_policy(&self, name: &str) -> Result<Option<Policy>> {
+        keyrings::get_policy(&self.pool, name).await
+    }
+
+    async fn list_policies(&self) -> Result<Vec<Policy>> {
+        keyrings::list_policies(&self.pool).await
     }
 }

@@ -14,9 +14,14 @@ use sqlx::{Connection, Postgres, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::binds::{Query, bind_authority, bind_key, bind_run, bind_schedule, json_text};
-use crate::error::{ONE_ACTIVE_RUN, backend, insert, is_unique_violation, is_unique_violation_of, missing};
-use crate::queries;
+use crate::error::{
+    ONE_ACTIVE_RUN, backend, insert, is_aborted_transaction, is_unique_violation, is_unique_violation_of, missing,
+};
 use crate::rows::{self, micros};
+use crate::{keyrings, queries};
+use rotation_core::ids::KeyringName;
+use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
+use rotation_core::policy::Policy;
 
 /// Rows per `UNNEST` statement of a bulk write (one array per column).
 pub(crate) const BULK_CHUNK: usize = 10_000;
@@ -123,7 +128,19 @@ impl RecordColumns {
 #[async_trait]
 impl StoreTx for PgTx {
     async fn commit(self: Box<Self>) -> Result<()> {
-        let PgTx { tx, _writer } = *self;
+        let PgTx { mut tx, _writer } = *self;
+        // PostgreSQL answers COMMIT of a transaction an earlier statement
+        // aborted with a silent ROLLBACK: ask first, and refuse to report
+        // success for writes that were dropped.
+        if let Err(e) = sqlx::query("SELECT 1").execute(&mut *tx).await {
+            if is_aborted_transaction(&e) {
+                return Err(Error::backend(
+                    "PostgreSQL store: the transaction was aborted by an earlier failed statement; \
+                     nothing was committed",
+                ));
+            }
+            return Err(backend("committing", e));
+        }
         tx.commit().await.map_err(|e| backend("committing", e))
     }
 
@@ -144,17 +161,18 @@ impl StoreTx for PgTx {
     }
 
     async fn insert_authority(&mut self, a: &Authority) -> Result<()> {
-        bind_authority(
+        const OP: &str = "inserting an authority";
+        let query = bind_authority(
             sqlx::query(
                 "INSERT INTO authorities (name, rotation_period_days, grace_period_hours, current_key_id, \
                  created_at, last_rotated_at, id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             ),
             a,
-        )
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| insert("inserting an authority", &format!("authority {}", a.id), e).with_authority(&a.id))?;
-        Ok(())
+        );
+        match self.on_savepoint(OP, query).await? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(insert(OP, &format!("authority {}", a.id), e).with_authority(&a.id)),
+        }
     }
 
     async fn update_authority(&mut self, a: &Authority) -> Result<()> {
@@ -179,20 +197,19 @@ impl StoreTx for PgTx {
     }
 
     async fn insert_key(&mut self, k: &SigningKey) -> Result<()> {
-        bind_key(
+        const OP: &str = "inserting a signing key";
+        let query = bind_key(
             sqlx::query(
                 "INSERT INTO signing_keys (authority_id, algorithm, public_key, state, created_at, activated_at, \
                  rotated_at, grace_until, revoked_at, revocation_reason, created_by, custody, custody_handle, key_id) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             ),
             k,
-        )
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| {
-            insert("inserting a signing key", &format!("key {}", k.key_id), e).with_authority(&k.authority_id)
-        })?;
-        Ok(())
+        );
+        match self.on_savepoint(OP, query).await? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(insert(OP, &format!("key {}", k.key_id), e).with_authority(&k.authority_id)),
+        }
     }
 
     async fn update_key(&mut self, k: &SigningKey) -> Result<()> {
@@ -303,8 +320,8 @@ impl StoreTx for PgTx {
             sqlx::query(
                 "INSERT INTO runs (target, state, started_at, updated_at, completed_at, lease_owner, \
                  lease_expires_at, actor, old_key_id, new_key_id, grace_period_hours, grace_period_end, \
-                 chains_updated, error_reason, error_message, schedule_id, rotation_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                 chains_updated, error_reason, error_message, schedule_id, old_version, new_version, rotation_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
             ),
             run,
         )?;
@@ -321,7 +338,7 @@ impl StoreTx for PgTx {
                 "UPDATE runs SET target = $1, state = $2, started_at = $3, updated_at = $4, completed_at = $5, \
                  lease_owner = $6, lease_expires_at = $7, actor = $8, old_key_id = $9, new_key_id = $10, \
                  grace_period_hours = $11, grace_period_end = $12, chains_updated = $13, error_reason = $14, \
-                 error_message = $15, schedule_id = $16 WHERE rotation_id = $17",
+                 error_message = $15, schedule_id = $16, old_version = $17, new_version = $18 WHERE rotation_id = $19",
             ),
             run,
         )?;
@@ -333,24 +350,25 @@ impl StoreTx for PgTx {
     }
 
     async fn insert_schedule(&mut self, s: &Schedule) -> Result<()> {
-        bind_schedule(
+        const OP: &str = "inserting a schedule";
+        let query = bind_schedule(
             sqlx::query(
                 "INSERT INTO schedules (target, due_at, state, created_at, actor, claimed_by, claim_expires_at, \
-                 last_error, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 last_error, policy, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             ),
             s,
-        )
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| insert("inserting a schedule", &format!("schedule {}", s.id), e))?;
-        Ok(())
+        );
+        match self.on_savepoint(OP, query).await? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(insert(OP, &format!("schedule {}", s.id), e)),
+        }
     }
 
     async fn update_schedule(&mut self, s: &Schedule) -> Result<()> {
         let done = bind_schedule(
             sqlx::query(
                 "UPDATE schedules SET target = $1, due_at = $2, state = $3, created_at = $4, actor = $5, \
-                 claimed_by = $6, claim_expires_at = $7, last_error = $8 WHERE id = $9",
+                 claimed_by = $6, claim_expires_at = $7, last_error = $8, policy = $9 WHERE id = $10",
             ),
             s,
         )
@@ -431,5 +449,74 @@ impl StoreTx for PgTx {
             ));
         }
         Ok(())
+    }
+    async fn get_keyring(&mut self, name: &KeyringName) -> Result<Option<Keyring>> {
+        keyrings::get_keyring(&mut *self.tx, name).await
+    }
+
+    async fn insert_keyring(&mut self, keyring: &Keyring) -> Result<()> {
+        const OP: &str = "inserting a keyring";
+        match self.on_savepoint(OP, keyrings::insert_keyring(keyring)).await? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(insert(OP, &format!("keyring {}", keyring.name), e)),
+        }
+    }
+
+    async fn update_keyring(&mut self, keyring: &Keyring) -> Result<()> {
+        keyrings::update_keyring(&mut self.tx, keyring).await
+    }
+
+    async fn get_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<Option<KeyVersion>> {
+        keyrings::get_key_version(&mut *self.tx, keyring, version).await
+    }
+
+    async fn insert_key_version(&mut self, version: &KeyVersion) -> Result<()> {
+        const OP: &str = "inserting a key version";
+        match self.on_savepoint(OP, keyrings::insert_key_version(version)?).await? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(insert(
+                OP,
+                &format!("version {} of keyring {}", version.version, version.keyring),
+                e,
+            )),
+        }
+    }
+
+    async fn update_key_version(&mut self, version: &KeyVersion) -> Result<()> {
+        keyrings::update_key_version(&mut self.tx, version).await
+    }
+
+    async fn delete_key_version(&mut self, keyring: &KeyringName, version: u32) -> Result<()> {
+        keyrings::delete_key_version(&mut self.tx, keyring, version).await
+    }
+
+    async fn add_usage(&mut self, keyring: &KeyringName, version: u32, count: u64) -> Result<()> {
+        keyrings::add_usage(&mut self.tx, keyring, version, count).await
+    }
+
+    async fn count_values_at(&mut self, keyring: &KeyringName, version: u32) -> Result<u64> {
+        keyrings::count_values_at(&mut self.tx, keyring, version).await
+    }
+
+    async fn put_values(&mut self, values: &[SealedValue]) -> Result<()> {
+        keyrings::put_values(&mut self.tx, values).await
+    }
+
+    async fn reseal_values(
+        &mut self,
+        keyring: &KeyringName,
+        to_version: u32,
+        values: &[Reseal],
+        at: Timestamp,
+    ) -> Result<u64> {
+        keyrings::reseal_values(&mut self.tx, keyring, to_version, values, at).await
+    }
+
+    async fn put_policy(&mut self, policy: &Policy) -> Result<()> {
+        keyrings::put_policy(&mut self.tx, policy).await
+    }
+
+    async fn delete_policy(&mut self, name: &str) -> Result<()> {
+        keyrings::delete_policy(&mut self.tx, name).await
     }
 }

@@ -77,8 +77,8 @@ async fn audit_head_in_a_transaction_locks_the_head_row() {
         .await
         .expect_err("the head row is locked by the open transaction");
     assert!(err.to_string().contains("could not obtain lock"), "{err}");
-    drop(tx);
-    // Released on rollback.
+    tx.commit().await.unwrap();
+    // Released with the transaction.
     raw.execute("BEGIN").await.unwrap();
     raw.execute("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE NOWAIT")
         .await

@@ -5,7 +5,7 @@ use rotation_core::Reason;
 use rotation_core::authority::KeyState;
 use rotation_core::ids::RotationId;
 use rotation_core::ports::{RecordQuery, StateStore};
-use rotation_testkit::fixtures::{at, key, key_id, record, seed_authority};
+use rotation_testkit::fixtures::{at, audit_event, key, key_id, record, seed_authority};
 
 use crate::support::TestDb;
 
@@ -96,4 +96,39 @@ async fn a_failed_batch_inserts_nothing_and_leaves_the_transaction_usable() {
         "no record of the failed batch was kept"
     );
     assert_eq!(store.get_meta("after").await.unwrap(), Some(b"1".to_vec()));
+}
+
+#[tokio::test]
+async fn constraint_errors_leave_the_transaction_usable() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let (authority, k1) = seed_authority(&store, "org-a").await;
+    let mut tx = store.begin().await.unwrap();
+    let err = tx.insert_authority(&authority).await.unwrap_err();
+    assert_eq!(err.reason, Reason::AlreadyExists, "{err}");
+    let err = tx.insert_key(&k1).await.unwrap_err();
+    assert_eq!(err.reason, Reason::AlreadyExists, "{err}");
+    tx.put_meta("after", b"1").await.expect("still usable");
+    tx.commit().await.expect("commits the rest");
+    assert_eq!(store.get_meta("after").await.unwrap(), Some(b"1".to_vec()));
+}
+
+#[tokio::test]
+async fn committing_a_transaction_aborted_by_a_failed_statement_is_an_error() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let first = audit_event(1, at(1));
+    let mut tx = store.begin().await.unwrap();
+    tx.append_audit(&first).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    tx.put_meta("lost", b"1").await.unwrap();
+    let err = tx.append_audit(&first).await.unwrap_err();
+    assert_eq!(err.reason, Reason::AlreadyExists, "{err}");
+    // PostgreSQL has aborted the transaction: committing must not pretend.
+    let err = tx.commit().await.expect_err("an aborted transaction does not commit");
+    assert_eq!(err.reason, Reason::BackendUnavailable, "{err}");
+    assert!(err.message.contains("nothing was committed"), "{err}");
+    assert_eq!(store.get_meta("lost").await.unwrap(), None);
 }
