@@ -5,15 +5,21 @@
 //!   (when cargo-deny is installed), then `cargo xtask test`.
 //! - `cargo xtask test [ARGS...]`: every test of the workspace (nextest when
 //!   installed, plus doc tests). Services the tests need are started here and
-//!   stopped afterwards.
-//! - `cargo xtask bench [NAME]`: the benchmarks recorded in `docs/BENCHMARKS.md`.
+//!   stopped afterwards: a throwaway PostgreSQL (see [`postgres`]) unless
+//!   `DATABASE_URL` is already set, in which case that server is used.
+//! - `cargo xtask bench [NAME] [ARGS...]`: the benchmarks recorded in
+//!   `docs/BENCHMARKS.md` (`resign` on SQLite, `resign-pg` on PostgreSQL:
+//!   `DATABASE_URL`, or a throwaway server with durable settings).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod postgres;
 #[cfg(test)]
 mod tidy;
+
+use postgres::{Durability, TestPostgres};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,7 +28,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | test [ARGS...] | bench [resign|keyring]>");
+            eprintln!("usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring] [ARGS...]>");
             return ExitCode::from(2);
         }
     };
@@ -87,40 +93,65 @@ fn ci() -> Result {
     test(&[])
 }
 
+/// `DATABASE_URL` from the environment, or a throwaway server started now
+/// (stopped when the returned guard is dropped).
+fn database(durability: Durability) -> Result<(String, Option<TestPostgres>)> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            eprintln!("xtask: using the PostgreSQL server of DATABASE_URL ({})", postgres::redact(&url));
+            Ok((url, None))
+        }
+        _ => {
+            eprintln!("xtask: starting a throwaway PostgreSQL");
+            let server = TestPostgres::start(durability)?;
+            eprintln!("xtask: PostgreSQL is up at {}", server.redacted_url());
+            Ok((server.url().to_owned(), Some(server)))
+        }
+    }
+}
+
 fn test(extra: &[String]) -> Result {
-    // Services for adapter tests are started here (none are needed by the
-    // crates of this release: SQLite is embedded).
+    // The PostgreSQL tests need a server; `_server` stops it when this
+    // function returns, whether the tests passed or not.
+    let (url, _server) = database(Durability::Throwaway)?;
     if has("cargo", &["nextest", "--version"]) {
         let mut nextest = cargo();
         nextest
+            .env("DATABASE_URL", &url)
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
             .args(extra);
-        run("cargo nextest run", nextest)?;
+        let tests = run("cargo nextest run", nextest);
         let mut doc = cargo();
-        doc.args(["test", "--workspace", "--doc"]);
-        run("cargo test --doc", doc)
+        doc.env("DATABASE_URL", &url).args(["test", "--workspace", "--doc"]);
+        let docs = run("cargo test --doc", doc);
+        tests.and(docs)
     } else {
         let mut t = cargo();
-        t.args(["test", "--workspace", "--no-fail-fast"]).args(extra);
+        t.env("DATABASE_URL", &url)
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(extra);
         run("cargo test", t)
     }
 }
 
 fn bench(args: &[String]) -> Result {
     let name = args.first().map(String::as_str).unwrap_or("resign");
+    let rest = &args[1.min(args.len())..];
+    let bench = |target: &str| {
+        let mut b = cargo();
+        b.args(["bench", "-p", "rotation-cli", "--bench", target, "--"]).args(rest);
+        b
+    };
     match name {
-        "resign" => {
-            let mut b = cargo();
-            b.args(["bench", "-p", "rotation-cli", "--bench", "resign", "--"])
-                .args(&args[1.min(args.len())..]);
-            run("bench resign", b)
+        "resign" => run("bench resign (SQLite)", bench("resign")),
+        "resign-pg" => {
+            // DATABASE_URL, or a throwaway server with PostgreSQL's durable defaults.
+            let (url, _server) = database(Durability::Durable)?;
+            let mut b = bench("resign");
+            b.env("ROTATION_BENCH_STORE", &url);
+            run("bench resign (PostgreSQL)", b)
         }
-        "keyring" => {
-            let mut b = cargo();
-            b.args(["bench", "-p", "rotation-cli", "--bench", "keyring", "--"])
-                .args(&args[1.min(args.len())..]);
-            run("bench keyring", b)
-        }
-        other => Err(format!("unknown benchmark {other:?}; available: resign, keyring")),
+        "keyring" => run("bench keyring", bench("keyring")),
+        other => Err(format!("unknown benchmark {other:?}; available: resign, resign-pg, keyring")),
     }
 }

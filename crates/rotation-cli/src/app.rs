@@ -11,6 +11,7 @@ use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey, StateStore};
 use rotation_core::time::{Clock, FixedClock, SystemClock};
 use rotation_core::{Engine, EngineConfig, Error, Reason, Result};
 use rotation_crypto::{Kek, KekParams, LocalCustody, MasterSecret, RingCrypto};
+use rotation_store_pg::PgStore;
 use rotation_store_sqlite::SqliteStore;
 use secrecy::{SecretBox, SecretString};
 
@@ -22,6 +23,14 @@ pub(crate) const KEK_META: &str = "kek";
 pub(crate) const PASSWORD_ENV: &str = "ROTATION_MASTER_PASSWORD";
 /// Environment variable overriding the current time (RFC 3339).
 pub(crate) const NOW_ENV: &str = "ROTATION_NOW";
+/// Where the master key file lives by default for a PostgreSQL store
+/// (relative to the working directory, like the default SQLite store).
+const DEFAULT_DATA_DIR: &str = "./rotation-data";
+
+/// Whether `url` names a PostgreSQL store.
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
 
 /// What a command needs from the environment.
 pub(crate) struct Context {
@@ -43,18 +52,31 @@ impl Context {
         Ok(Context { global, clock })
     }
 
+    /// Whether the store is a PostgreSQL database (`postgres://` or `postgresql://`).
+    pub(crate) fn is_postgres(&self) -> bool {
+        is_postgres_url(&self.global.store)
+    }
+
+    /// The store URL as it may be shown: without its password.
+    pub(crate) fn store_display(&self) -> String {
+        rotation_store_pg::redact_url(&self.global.store)
+    }
+
     /// The SQLite database file of the store URL.
     pub(crate) fn sqlite_path(&self) -> Result<PathBuf> {
         let url = self.global.store.as_str();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(Error::invalid_input(
-                "PostgreSQL stores are not supported by this build yet; use a sqlite:// URL",
-            ));
+        if self.is_postgres() {
+            return Err(Error::invalid_input("a PostgreSQL store has no database file"));
         }
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| Error::invalid_input(format!("unsupported store URL {url:?}: expected sqlite://PATH")))?;
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "unsupported store URL {:?}: expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                    self.store_display()
+                ))
+            })?;
         let path = path.split('?').next().unwrap_or(path);
         if path.is_empty() {
             return Err(Error::invalid_input("store URL has no database path"));
@@ -62,8 +84,20 @@ impl Context {
         Ok(PathBuf::from(path))
     }
 
-    /// The data directory (the database's parent directory).
+    /// The data directory: the SQLite database's directory. A PostgreSQL
+    /// store has none; there it is the directory of the master key file
+    /// (`--master-key-file`, or `./rotation-data`), which `init` creates.
     pub(crate) fn data_dir(&self) -> Result<PathBuf> {
+        if self.is_postgres() {
+            return Ok(match &self.global.master_key_file {
+                Some(file) => file
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from(".")),
+                None => PathBuf::from(DEFAULT_DATA_DIR),
+            });
+        }
         let path = self.sqlite_path()?;
         Ok(path
             .parent()
@@ -80,8 +114,22 @@ impl Context {
         }
     }
 
-    /// Opens (or with `create`, creates) the store.
-    pub(crate) async fn open_store(&self, create: bool) -> Result<Arc<SqliteStore>> {
+    /// Whether the store may already exist: the SQLite file exists; a
+    /// PostgreSQL database always may (connecting tells).
+    pub(crate) fn store_may_exist(&self) -> Result<bool> {
+        if self.is_postgres() {
+            return Ok(true);
+        }
+        Ok(self.sqlite_path()?.exists())
+    }
+
+    /// Opens (or with `create`, creates) the store named by the URL's
+    /// scheme. A PostgreSQL database must exist; its tables are created
+    /// (migrated) on every open, so `create` changes nothing there.
+    pub(crate) async fn open_store(&self, create: bool) -> Result<Arc<dyn StateStore>> {
+        if self.is_postgres() {
+            return Ok(Arc::new(PgStore::connect(&self.global.store).await?));
+        }
         let path = self.sqlite_path()?;
         if !create && !path.exists() {
             return Err(Error::not_found(format!(

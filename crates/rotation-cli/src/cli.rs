@@ -18,7 +18,7 @@ pub(crate) struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// Store URL.
+    /// Store URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
     #[arg(
         long,
         global = true,
@@ -31,7 +31,8 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, env = "ROTATION_OUTPUT", value_enum, default_value_t = Output::Table)]
     pub(crate) output: Output,
     /// Master key file (when the store is not protected by ROTATION_MASTER_PASSWORD).
-    /// Default: `master.key` next to the SQLite database.
+    /// Default: `master.key` next to the SQLite database; `./rotation-data/master.key`
+    /// for a PostgreSQL store.
     #[arg(long, global = true, env = "ROTATION_MASTER_KEY_FILE")]
     pub(crate) master_key_file: Option<PathBuf>,
     /// Seconds a rotation run's lease lasts; after that another process may resume it.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rotation_core::audit::{self, AuditDraft, event};
 use rotation_core::ids::Target;
-use rotation_core::ports::{CryptoProvider, StateStore};
+use rotation_core::ports::CryptoProvider;
 use rotation_core::{Error, Reason, Result};
 use rotation_crypto::{Kek, MasterSecret, RingCrypto};
 use serde::Serialize;
@@ -47,7 +47,7 @@ pub(crate) async fn initialise(ctx: &Context) -> Result<InitReport> {
             Reason::AlreadyExists,
             format!(
                 "the store {} is already initialised; nothing was changed",
-                ctx.global.store
+                ctx.store_display()
             ),
         ));
     }
@@ -84,7 +84,7 @@ pub(crate) async fn initialise(ctx: &Context) -> Result<InitReport> {
     audit::append(tx.as_mut(), &crypto, now, vec![draft]).await?;
     tx.commit().await?;
     Ok(InitReport {
-        store: ctx.global.store.clone(),
+        store: ctx.store_display(),
         data_dir: data_dir.display().to_string(),
         master_key: kind,
         key_file,

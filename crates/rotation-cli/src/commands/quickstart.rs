@@ -122,7 +122,7 @@ pub(crate) async fn run(ctx: &Context) -> Result<()> {
 
 /// Whether the store still has to be initialised.
 async fn needs_init(ctx: &Context) -> Result<bool> {
-    if !ctx.sqlite_path()?.exists() {
+    if !ctx.store_may_exist()? {
         return Ok(true);
     }
     let store = ctx.open_store(false).await?;

@@ -6,4 +6,5 @@ mod chains;
 mod concurrency;
 mod keyrings;
 mod master_key;
+mod postgres;
 mod support;
