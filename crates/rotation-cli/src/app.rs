@@ -7,18 +7,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rotation_core::authority::CustodyRef;
 use rotation_core::ids::{KeyId, KeyringName};
-use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey, StateStore};
+use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey, StateStore, WrapContext};
 use rotation_core::time::{Clock, FixedClock, SystemClock};
 use rotation_core::{Engine, EngineConfig, Error, Reason, Result};
-use rotation_crypto::{Kek, KekParams, LocalCustody, MasterSecret, RingCrypto};
+use rotation_crypto::master_key;
+use rotation_crypto::{KekParams, MasterSecret, RingCrypto};
 use rotation_store_pg::PgStore;
 use rotation_store_sqlite::SqliteStore;
 use secrecy::{SecretBox, SecretString};
 
 use crate::cli::GlobalArgs;
 
-/// Metadata key of the KEK parameters in the store.
-pub(crate) const KEK_META: &str = "kek";
+pub(crate) use rotation_crypto::master_key::KEK_META;
 /// Environment variable holding the master password.
 pub(crate) const PASSWORD_ENV: &str = "ROTATION_MASTER_PASSWORD";
 /// Environment variable overriding the current time (RFC 3339).
@@ -162,10 +162,10 @@ impl Context {
     /// non-signing operations work (no master secret needed).
     pub(crate) async fn engine(&self, unlock: bool) -> Result<Engine> {
         let store = self.open_store(false).await?;
-        let params = load_kek_params(store.as_ref()).await?;
+        let params = master_key::current_params(store.as_ref()).await?;
         let custody: Arc<dyn KeyCustody> = if unlock {
             let secret = self.master_secret(Some(&params))?;
-            Arc::new(LocalCustody::new(Kek::unlock(&secret, &params)?))
+            Arc::new(master_key::unlock(store.as_ref(), &secret).await?)
         } else {
             Arc::new(LockedCustody)
         };
@@ -191,15 +191,6 @@ impl Context {
         };
         Engine::new(store, Arc::new(RingCrypto::new()), custody, self.clock.clone(), config)
     }
-}
-
-/// Reads the KEK parameters; a store without them was never initialised.
-pub(crate) async fn load_kek_params(store: &dyn StateStore) -> Result<KekParams> {
-    let raw = store
-        .get_meta(KEK_META)
-        .await?
-        .ok_or_else(|| Error::not_found("the store is not initialised; run `rotation init`"))?;
-    serde_json::from_slice(&raw).map_err(|e| Error::tampered(format!("stored KEK parameters are unreadable: {e}")))
 }
 
 /// Reads a master key file: 64 hex characters (32 bytes). The file must not
@@ -274,6 +265,10 @@ impl KeyCustody for LockedCustody {
     }
 
     async fn unwrap_data_key(&self, _keyring: &KeyringName, _version: u32, _wrapped: &CustodyRef) -> Result<DataKey> {
+        Err(locked())
+    }
+
+    async fn rewrap(&self, _context: &WrapContext, _handle: &CustodyRef) -> Result<Option<CustodyRef>> {
         Err(locked())
     }
 }

@@ -74,6 +74,27 @@ pub(crate) enum Command {
     /// Rotation policies: when a credential is due.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The master key (KEK) that wraps every stored key.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
+    /// Compliance report: ages against policies, overdue and stuck work
+    /// (exit code 2 when anything is overdue or stuck).
+    Report,
+    /// Write an encrypted, authenticated snapshot of the whole store.
+    Backup {
+        /// File to create (never overwritten; mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into an empty store.
+    Restore {
+        /// Backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace a store that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
     /// Initialise (if needed), create org-acme, issue three trust chains,
     /// rotate the key and verify every chain.
     Quickstart,
@@ -220,6 +241,24 @@ pub(crate) enum KeyringCommand {
         /// Show what would happen; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Explicit version number (greater than every existing one), e.g. an emergency version.
+        #[arg(long)]
+        new_version: Option<u32>,
+        /// Take the new key from this command: it must print
+        /// `{"key": "<32 bytes as hex or base64>", "version": "<label>"}` and exit 0.
+        #[arg(long)]
+        key_provider_command: Option<String>,
+    },
+    /// Import 32 raw key bytes (hex or base64 in a file) as a new current version.
+    ImportKey {
+        /// Keyring name.
+        name: String,
+        /// File holding the key as hex or base64.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Version number (default: the next one).
+        #[arg(long)]
+        version: Option<u32>,
     },
     /// Re-encrypt every value sealed under an older version.
     Migrate(MigrateArgs),
@@ -279,6 +318,28 @@ pub(crate) struct MigrateArgs {
     /// Afterwards, retire every older version no value uses any more.
     #[arg(long)]
     pub(crate) retire_old: bool,
+    /// Take an encrypted backup of the store to this file first.
+    #[arg(long)]
+    pub(crate) backup: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MasterKeyCommand {
+    /// Re-wrap every stored key under a KEK from a new master secret
+    /// (resumable: run it again after an interruption).
+    Rotate {
+        /// Environment variable holding the new master password.
+        #[arg(long, conflicts_with = "new_key_file", required_unless_present = "new_key_file")]
+        new_password_env: Option<String>,
+        /// New master key file (created with 64 random hex characters if missing).
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+        /// Take an encrypted backup (under the old master key) to this file first.
+        #[arg(long)]
+        backup: Option<PathBuf>,
+    },
+    /// Which KEK is current, and a rotation's progress.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

@@ -76,10 +76,27 @@ impl KeyState {
 pub struct CustodyRef {
     /// Name of the custody that understands `handle` (e.g. `local`).
     pub custody: String,
-    /// Custody-specific handle bytes. Never serialised: stores keep them in
-    /// their own columns, and no output format carries them.
-    #[serde(skip_serializing, default)]
+    /// Custody-specific handle bytes (sealed: for local custody the private
+    /// key under the KEK). Serialised as base64url only for encrypted
+    /// backups; operator-facing outputs use views without it.
+    #[serde(with = "handle_b64")]
     pub handle: Vec<u8>,
+}
+
+mod handle_b64 {
+    //! Base64url (no padding) serde for custody handles.
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        URL_SAFE_NO_PAD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl fmt::Debug for CustodyRef {

@@ -128,6 +128,10 @@ pub struct Run {
     pub error_message: Option<String>,
     /// The schedule that started the run, if any.
     pub schedule_id: Option<RotationId>,
+    /// Key material brought by the caller (imported or from a key provider),
+    /// already wrapped by the custody, so a resumed run creates exactly
+    /// that key. Never plaintext.
+    pub staged_key: Option<crate::authority::CustodyRef>,
 }
 
 impl Run {

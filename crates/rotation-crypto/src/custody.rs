@@ -9,7 +9,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use rotation_core::authority::CustodyRef;
 use rotation_core::ids::{KeyId, KeyringName};
-use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey};
+use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey, WrapContext};
 use rotation_core::{Error, Reason, Result};
 use zeroize::Zeroizing;
 
@@ -28,6 +28,8 @@ const INLINE_SIGN_LIMIT: usize = 32;
 #[derive(Debug, Clone)]
 pub struct LocalCustody {
     kek: Arc<Kek>,
+    /// Older KEKs still accepted for opening (during a master-key rotation).
+    older: Vec<Arc<Kek>>,
     rng: SystemRandom,
 }
 
@@ -36,8 +38,44 @@ impl LocalCustody {
     pub fn new(kek: Kek) -> Self {
         LocalCustody {
             kek: Arc::new(kek),
+            older: Vec::new(),
             rng: SystemRandom::new(),
         }
+    }
+
+    /// A custody sealing under `kek` that still opens what `older` KEKs
+    /// sealed (by the generation in each sealed header), for master-key
+    /// rotation: [`KeyCustody::rewrap`] moves handles to `kek`.
+    pub fn with_older(kek: Kek, older: Vec<Kek>) -> Self {
+        LocalCustody {
+            kek: Arc::new(kek),
+            older: older.into_iter().map(Arc::new).collect(),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// The KEK that sealed `handle`, by the generation in its header.
+    fn kek_for(&self, handle: &[u8]) -> Result<&Kek> {
+        let generation = sealed::key_version(handle)?;
+        std::iter::once(&self.kek)
+            .chain(self.older.iter())
+            .find(|k| k.generation() == generation)
+            .map(|k| k.as_ref())
+            .ok_or_else(|| {
+                Error::new(
+                    Reason::Unauthorized,
+                    format!(
+                        "sealed under master-key generation {generation}, which the given master secret does not open; \
+                         finish the master-key rotation with `rotation master-key rotate`"
+                    ),
+                )
+            })
+    }
+
+    fn seal_under_current(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; 12];
+        ring::rand::SecureRandom::fill(&self.rng, &mut nonce).map_err(|_| Error::backend("random source failed"))?;
+        sealed::seal_with_nonce(self.kek.data_key(), self.kek.generation(), nonce, aad, plaintext)
     }
 
     fn aad(key_id: &KeyId) -> Vec<u8> {
@@ -51,15 +89,7 @@ impl LocalCustody {
     }
 
     fn wrap(&self, keyring: &KeyringName, version: u32, key: &DataKey) -> Result<CustodyRef> {
-        let mut nonce = [0u8; 12];
-        ring::rand::SecureRandom::fill(&self.rng, &mut nonce).map_err(|_| Error::backend("random source failed"))?;
-        let handle = sealed::seal_with_nonce(
-            self.kek.data_key(),
-            self.kek.generation(),
-            nonce,
-            &Self::data_key_aad(keyring, version),
-            key.expose(),
-        )?;
+        let handle = self.seal_under_current(&Self::data_key_aad(keyring, version), key.expose())?;
         Ok(CustodyRef {
             custody: LOCAL_CUSTODY.into(),
             handle,
@@ -73,7 +103,7 @@ impl LocalCustody {
                 key.custody
             )));
         }
-        let pkcs8 = sealed::open(self.kek.data_key(), &Self::aad(key_id), &key.handle)
+        let pkcs8 = sealed::open(self.kek_for(&key.handle)?.data_key(), &Self::aad(key_id), &key.handle)
             .map_err(|_| Error::tampered(format!("sealed private key of {key_id} does not open under this KEK")))?;
         Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| {
             Error::tampered(format!(
@@ -98,15 +128,7 @@ impl KeyCustody for LocalCustody {
         );
         let pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
             .map_err(|_| Error::new(Reason::RotationFailed, "ring rejected its own key"))?;
-        let mut nonce = [0u8; 12];
-        ring::rand::SecureRandom::fill(&self.rng, &mut nonce).map_err(|_| Error::backend("random source failed"))?;
-        let handle = sealed::seal_with_nonce(
-            self.kek.data_key(),
-            self.kek.generation(),
-            nonce,
-            &Self::aad(key_id),
-            &pkcs8,
-        )?;
+        let handle = self.seal_under_current(&Self::aad(key_id), &pkcs8)?;
         Ok(NewSigningKey {
             public_key: pair.public_key().as_ref().to_vec(),
             custody: CustodyRef {
@@ -154,20 +176,41 @@ impl KeyCustody for LocalCustody {
                 wrapped.custody
             )));
         }
-        let bytes = sealed::open(
-            self.kek.data_key(),
-            &Self::data_key_aad(keyring, version),
-            &wrapped.handle,
-        )
-        .map_err(|_| {
-            Error::tampered(format!(
-                "data key of {keyring} v{version} does not unwrap under this KEK"
-            ))
-        })?;
+        let kek = self.kek_for(&wrapped.handle)?;
+        let bytes =
+            sealed::open(kek.data_key(), &Self::data_key_aad(keyring, version), &wrapped.handle).map_err(|_| {
+                Error::tampered(format!(
+                    "data key of {keyring} v{version} does not unwrap under this KEK"
+                ))
+            })?;
         let bytes: [u8; 32] = bytes
             .as_slice()
             .try_into()
             .map_err(|_| Error::tampered(format!("data key of {keyring} v{version} is not 32 bytes")))?;
         Ok(DataKey::from_bytes(bytes))
+    }
+
+    async fn rewrap(&self, context: &WrapContext, handle: &CustodyRef) -> Result<Option<CustodyRef>> {
+        if handle.custody != LOCAL_CUSTODY {
+            return Ok(None);
+        }
+        let kek = self.kek_for(&handle.handle)?;
+        if kek.generation() == self.kek.generation() {
+            return Ok(None);
+        }
+        let aad = match context {
+            WrapContext::SigningKey(key_id) => Self::aad(key_id),
+            WrapContext::DataKey(keyring, version) => Self::data_key_aad(keyring, *version),
+        };
+        let plaintext = sealed::open(kek.data_key(), &aad, &handle.handle).map_err(|_| {
+            Error::tampered(format!(
+                "{context:?} does not open under master-key generation {}",
+                kek.generation()
+            ))
+        })?;
+        Ok(Some(CustodyRef {
+            custody: LOCAL_CUSTODY.into(),
+            handle: self.seal_under_current(&aad, &plaintext)?,
+        }))
     }
 }

@@ -109,6 +109,11 @@ impl fmt::Debug for Kek {
 impl Kek {
     /// Creates parameters for a new store and the KEK they describe.
     pub fn create(secret: &MasterSecret) -> Result<(Kek, KekParams)> {
+        Self::create_generation(secret, 1)
+    }
+
+    /// Creates parameters (fresh salt) for KEK generation `generation`.
+    pub fn create_generation(secret: &MasterSecret, generation: u32) -> Result<(Kek, KekParams)> {
         let rng = SystemRandom::new();
         let mut salt = [0u8; 16];
         rng.fill(&mut salt)
@@ -118,7 +123,7 @@ impl Kek {
             kind: secret.kind().to_owned(),
             salt: URL_SAFE_NO_PAD.encode(salt),
             argon2: Argon2Cost::default(),
-            generation: 1,
+            generation,
             check: String::new(),
         };
         let kek = derive(secret, &params)?;

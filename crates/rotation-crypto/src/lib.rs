@@ -5,9 +5,11 @@
 //! keys leave it only sealed under the key-encryption key (KEK), and secret
 //! material is zeroized on drop and never shown by `Debug`.
 
+pub mod backup;
 pub mod custody;
 pub mod generate;
 pub mod kek;
+pub mod master_key;
 pub mod provider;
 pub mod sealed;
 

@@ -65,6 +65,8 @@ pub(crate) fn bind_run<'q>(q: Query<'q>, r: &Run) -> Result<Query<'q>> {
         .bind(r.schedule_id.map(|id| id.to_string()))
         .bind(r.old_version.map(i64::from))
         .bind(r.new_version.map(i64::from))
+        .bind(r.staged_key.as_ref().map(|k| k.custody.clone()))
+        .bind(r.staged_key.as_ref().map(|k| k.handle.clone()))
         .bind(r.rotation_id.to_string()))
 }
 

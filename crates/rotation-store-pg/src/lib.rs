@@ -37,6 +37,7 @@ mod error;
 mod keyrings;
 mod queries;
 mod rows;
+mod snapshot;
 mod store;
 mod tx;
 mod url;

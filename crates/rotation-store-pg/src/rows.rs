@@ -237,6 +237,13 @@ pub(crate) fn run(row: &PgRow) -> Result<Run> {
         schedule_id: r.opt_parsed("schedule_id", rotation_id)?,
         old_version: r.opt_u32("old_version")?,
         new_version: r.opt_u32("new_version")?,
+        staged_key: match r.opt_text("staged_custody")? {
+            Some(custody) => Some(CustodyRef {
+                custody,
+                handle: r.blob("staged_handle")?,
+            }),
+            None => None,
+        },
     })
 }
 

@@ -144,6 +144,19 @@ impl StoreTx for PgTx {
         tx.commit().await.map_err(|e| backend("committing", e))
     }
 
+    async fn delete_meta(&mut self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM meta WHERE key = $1")
+            .bind(key)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| backend("deleting metadata", e))?;
+        Ok(())
+    }
+
+    async fn clear_all(&mut self) -> Result<()> {
+        crate::snapshot::clear_all(&mut self.tx).await
+    }
+
     async fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<()> {
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -320,8 +333,9 @@ impl StoreTx for PgTx {
             sqlx::query(
                 "INSERT INTO runs (target, state, started_at, updated_at, completed_at, lease_owner, \
                  lease_expires_at, actor, old_key_id, new_key_id, grace_period_hours, grace_period_end, \
-                 chains_updated, error_reason, error_message, schedule_id, old_version, new_version, rotation_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                 chains_updated, error_reason, error_message, schedule_id, old_version, new_version, staged_custody, \
+                 staged_handle, rotation_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
             ),
             run,
         )?;
@@ -338,7 +352,8 @@ impl StoreTx for PgTx {
                 "UPDATE runs SET target = $1, state = $2, started_at = $3, updated_at = $4, completed_at = $5, \
                  lease_owner = $6, lease_expires_at = $7, actor = $8, old_key_id = $9, new_key_id = $10, \
                  grace_period_hours = $11, grace_period_end = $12, chains_updated = $13, error_reason = $14, \
-                 error_message = $15, schedule_id = $16, old_version = $17, new_version = $18 WHERE rotation_id = $19",
+                 error_message = $15, schedule_id = $16, old_version = $17, new_version = $18, staged_custody = $19, \
+                 staged_handle = $20 WHERE rotation_id = $21",
             ),
             run,
         )?;

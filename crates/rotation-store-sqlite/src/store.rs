@@ -183,4 +183,8 @@ impl StateStore for SqliteStore {
     async fn list_policies(&self) -> Result<Vec<Policy>> {
         keyrings::list_policies(&self.pool).await
     }
+
+    async fn snapshot(&self) -> Result<rotation_core::ports::Snapshot> {
+        crate::snapshot::snapshot(&self.pool).await
+    }
 }

@@ -79,6 +79,19 @@ impl StoreTx for SqliteTx {
         tx.commit().await.map_err(|e| backend("committing", e))
     }
 
+    async fn delete_meta(&mut self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM meta WHERE key = ?")
+            .bind(key)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| backend("deleting metadata", e))?;
+        Ok(())
+    }
+
+    async fn clear_all(&mut self) -> Result<()> {
+        crate::snapshot::clear_all(&mut self.tx).await
+    }
+
     async fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<()> {
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -264,8 +277,8 @@ impl StoreTx for SqliteTx {
             sqlx::query(
                 "INSERT INTO runs (target, state, started_at, updated_at, completed_at, lease_owner, \
                  lease_expires_at, actor, old_key_id, new_key_id, grace_period_hours, grace_period_end, \
-                 chains_updated, error_reason, error_message, schedule_id, old_version, new_version, rotation_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 chains_updated, error_reason, error_message, schedule_id, old_version, new_version, staged_custody, \
+                 staged_handle, rotation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             run,
         )?
@@ -283,7 +296,8 @@ impl StoreTx for SqliteTx {
                 "UPDATE runs SET target = ?, state = ?, started_at = ?, updated_at = ?, completed_at = ?, \
                  lease_owner = ?, lease_expires_at = ?, actor = ?, old_key_id = ?, new_key_id = ?, \
                  grace_period_hours = ?, grace_period_end = ?, chains_updated = ?, error_reason = ?, \
-                 error_message = ?, schedule_id = ?, old_version = ?, new_version = ? WHERE rotation_id = ?",
+                 error_message = ?, schedule_id = ?, old_version = ?, new_version = ?, staged_custody = ?, \
+                 staged_handle = ? WHERE rotation_id = ?",
             ),
             run,
         )?

@@ -13,6 +13,7 @@ use rotation_core::ids::{AuthorityId, KeyId, RotationId, Target};
 use rotation_core::ids::{KeyringName, ValueId};
 use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
 use rotation_core::policy::Policy;
+use rotation_core::ports::Snapshot;
 use rotation_core::ports::{RecordQuery, StateStore, StoreTx};
 use rotation_core::run::Run;
 use rotation_core::schedule::Schedule;
@@ -228,6 +229,10 @@ impl StateStore for FaultyStore {
         self.faults.check()?;
         self.inner.list_policies().await
     }
+    async fn snapshot(&self) -> Result<Snapshot> {
+        self.faults.check()?;
+        self.inner.snapshot().await
+    }
 }
 
 /// A transaction of a [`FaultyStore`].
@@ -421,5 +426,14 @@ impl StoreTx for FaultyTx {
     async fn delete_policy(&mut self, name: &str) -> Result<()> {
         self.faults.check()?;
         self.inner.delete_policy(name).await
+    }
+    async fn delete_meta(&mut self, key: &str) -> Result<()> {
+        self.faults.check()?;
+        self.inner.delete_meta(key).await
+    }
+
+    async fn clear_all(&mut self) -> Result<()> {
+        self.faults.check()?;
+        self.inner.clear_all().await
     }
 }

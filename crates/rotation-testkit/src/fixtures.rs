@@ -167,6 +167,7 @@ pub fn run(target: Target, state: RunState, started_at: Timestamp) -> Run {
         schedule_id: None,
         old_version: None,
         new_version: None,
+        staged_key: None,
     }
 }
 

@@ -15,7 +15,7 @@ use rotation_core::error::{Error, Reason, Result};
 use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
 use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
 use rotation_core::policy::Policy;
-use rotation_core::ports::{RecordQuery, StateStore, StoreTx};
+use rotation_core::ports::{RecordQuery, Snapshot, StateStore, StoreTx};
 use rotation_core::run::Run;
 use rotation_core::schedule::{Schedule, ScheduleState};
 use rotation_core::time::Timestamp;
@@ -411,6 +411,29 @@ impl StateStore for MemoryStore {
         Ok(self.shared.snapshot().policies.values().cloned().collect())
     }
 
+    async fn snapshot(&self) -> Result<Snapshot> {
+        use base64::Engine as _;
+        let s = self.shared.snapshot();
+        Ok(Snapshot {
+            meta: s
+                .meta
+                .iter()
+                .map(|(k, v)| (k.clone(), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)))
+                .collect(),
+            authorities: s.authorities.values().cloned().collect(),
+            keys: s.keys.values().cloned().collect(),
+            records: s.records.values().cloned().collect(),
+            runs: s.runs.values().cloned().collect(),
+            schedules: s.schedules.values().cloned().collect(),
+            audit: s.audit.values().cloned().collect(),
+            audit_head: s.head.clone(),
+            keyrings: s.keyrings.values().cloned().collect(),
+            versions: s.versions.values().cloned().collect(),
+            values: s.values.values().cloned().collect(),
+            policies: s.policies.values().cloned().collect(),
+        })
+    }
+
     async fn audit_head(&self) -> Result<Option<AuditHead>> {
         Ok(self.shared.snapshot().head)
     }
@@ -430,6 +453,16 @@ impl StoreTx for MemoryTx {
         let MemoryTx { shared, state, _guard } = *self;
         *shared.committed.write().unwrap_or_else(PoisonError::into_inner) = state;
         // `_guard` is released here, after the new state is visible.
+        Ok(())
+    }
+
+    async fn delete_meta(&mut self, key: &str) -> Result<()> {
+        Arc::make_mut(&mut self.state.meta).remove(key);
+        Ok(())
+    }
+
+    async fn clear_all(&mut self) -> Result<()> {
+        self.state = State::default();
         Ok(())
     }
 

@@ -109,7 +109,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes 32 random bytes as hex to a new file readable only by its owner.
-fn create_key_file(path: &Path, crypto: &RingCrypto) -> Result<()> {
+pub(crate) fn create_key_file(path: &Path, crypto: &RingCrypto) -> Result<()> {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     crypto.fill_random(bytes.as_mut())?;
     let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(bytes.as_ref())));

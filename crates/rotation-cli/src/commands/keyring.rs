@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rotation_core::engine::{MigrateOptions, MigrationProgress, MigrationReport};
+use rotation_core::engine::{KeyringRotateRequest, MigrateOptions, MigrationProgress, MigrationReport};
 use rotation_core::ids::KeyringName;
 use rotation_core::time::rfc3339;
 use rotation_core::{Engine, Error, Reason, Result};
@@ -12,6 +12,8 @@ use serde::Serialize;
 use crate::app::Context;
 use crate::cli::{KeyringCommand, MigrateArgs, Output};
 use crate::output::{self, time};
+
+mod key_source;
 
 pub(crate) async fn run(ctx: &Context, command: KeyringCommand) -> Result<()> {
     let out = ctx.global.output;
@@ -44,9 +46,30 @@ pub(crate) async fn run(ctx: &Context, command: KeyringCommand) -> Result<()> {
             let engine = ctx.engine(false).await?;
             info(&engine, out, &KeyringName::parse(name)?).await
         }
-        KeyringCommand::Rotate { name, dry_run } => {
+        KeyringCommand::Rotate {
+            name,
+            dry_run,
+            new_version,
+            key_provider_command,
+        } => {
             let engine = ctx.engine(!dry_run).await?;
-            let r = engine.rotate_keyring(&KeyringName::parse(name)?, dry_run, None).await?;
+            let name = KeyringName::parse(name)?;
+            let (key, source) = match &key_provider_command {
+                Some(command) => {
+                    engine.keyring(&name).await?;
+                    let (key, label) = key_source::from_command(command).await?;
+                    (Some(key), Some(format!("key provider ({label})")))
+                }
+                None => (None, None),
+            };
+            let request = KeyringRotateRequest {
+                dry_run,
+                new_version,
+                key,
+                source,
+                ..KeyringRotateRequest::default()
+            };
+            let r = engine.rotate_keyring_with(&name, request).await?;
             let rows = [
                 ("keyring", r.keyring.to_string()),
                 ("previous version", r.previous_version.to_string()),
@@ -60,7 +83,33 @@ pub(crate) async fn run(ctx: &Context, command: KeyringCommand) -> Result<()> {
             ];
             output::record(out, &r, &rows)
         }
+        KeyringCommand::ImportKey {
+            name,
+            key_file,
+            version,
+        } => {
+            let engine = ctx.engine(true).await?;
+            let name = KeyringName::parse(name)?;
+            let key = key_source::from_file(&key_file)?;
+            let request = KeyringRotateRequest {
+                new_version: version,
+                key: Some(key),
+                source: Some(format!("imported from {}", key_file.display())),
+                ..KeyringRotateRequest::default()
+            };
+            let r = engine.rotate_keyring_with(&name, request).await?;
+            let rows = [
+                ("keyring", r.keyring.to_string()),
+                ("imported as version", r.new_version.to_string()),
+                ("previous version", r.previous_version.to_string()),
+                ("values needing migration", r.values_needing_migration.to_string()),
+            ];
+            output::record(out, &r, &rows)
+        }
         KeyringCommand::Migrate(args) => {
+            if let Some(path) = &args.backup {
+                crate::commands::maintenance::write_backup(ctx, path).await?;
+            }
             let engine = ctx.engine(!args.dry_run).await?;
             let name = KeyringName::parse(args.name.clone())?;
             let report = migrate(&engine, &name, &args).await?;
@@ -68,6 +117,9 @@ pub(crate) async fn run(ctx: &Context, command: KeyringCommand) -> Result<()> {
             check_migration(&report)
         }
         KeyringCommand::FullRotation(args) => {
+            if let Some(path) = &args.backup {
+                crate::commands::maintenance::write_backup(ctx, path).await?;
+            }
             let engine = ctx.engine(!args.dry_run).await?;
             let name = KeyringName::parse(args.name.clone())?;
             let rotation = engine.rotate_keyring(&name, args.dry_run, None).await?;
@@ -261,8 +313,8 @@ async fn info(engine: &Engine, out: Output, name: &KeyringName) -> Result<()> {
 
 /// Runs a migration with a progress bar (rate and ETA) on a terminal.
 async fn migrate(engine: &Engine, name: &KeyringName, args: &MigrateArgs) -> Result<MigrationReport> {
-    if !args.dry_run {
-        eprintln!("hint: take a backup of the store before migrating (copy the data directory while no rotation runs)");
+    if !args.dry_run && args.backup.is_none() {
+        eprintln!("hint: take a backup first (`--backup FILE` or `rotation backup --out FILE`)");
     }
     let options = MigrateOptions {
         target_version: args.target_version,

@@ -3,12 +3,14 @@
 pub(crate) mod audit;
 mod authority;
 mod chain;
-mod init;
+pub(crate) mod init;
 mod keyring;
+pub(crate) mod maintenance;
+mod master_key;
 mod policy;
 mod quickstart;
 mod schedule;
-mod value;
+pub(crate) mod value;
 
 use rotation_core::Result;
 
@@ -26,6 +28,10 @@ pub(crate) async fn run(ctx: Context, command: Command) -> Result<()> {
         Command::Keyring(c) => keyring::run(&ctx, c).await,
         Command::Value(c) => value::run(&ctx, c).await,
         Command::Policy(c) => policy::run(&ctx, c).await,
+        Command::MasterKey(c) => master_key::run(&ctx, c).await,
+        Command::Report => maintenance::report(&ctx).await,
+        Command::Backup { out } => maintenance::backup(&ctx, &out).await,
+        Command::Restore { from, force } => maintenance::restore(&ctx, &from, force).await,
         Command::Quickstart => quickstart::run(&ctx).await,
     }
 }

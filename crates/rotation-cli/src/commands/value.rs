@@ -251,7 +251,7 @@ impl From<&rotation_core::keyring::SealedValue> for ValueView {
 }
 
 /// A new file readable only by its owner.
-fn private_file(path: &std::path::Path) -> Result<std::fs::File> {
+pub(crate) fn private_file(path: &std::path::Path) -> Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

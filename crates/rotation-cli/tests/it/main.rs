@@ -4,6 +4,7 @@ mod audit;
 mod authority;
 mod chains;
 mod concurrency;
+mod day2;
 mod keyrings;
 mod master_key;
 mod postgres;

@@ -39,6 +39,21 @@ pub struct KeyringRotation {
     pub values_needing_migration: u64,
 }
 
+/// Options of a keyring rotation beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct KeyringRotateRequest {
+    /// Report what would happen; change nothing.
+    pub dry_run: bool,
+    /// Idempotency token.
+    pub rotation_id: Option<RotationId>,
+    /// Explicit new version number (must exceed every existing one).
+    pub new_version: Option<u32>,
+    /// Key material to use instead of a generated key.
+    pub key: Option<crate::ports::DataKey>,
+    /// Where `key` came from (recorded in the audit log), e.g. `imported:FILE`.
+    pub source: Option<String>,
+}
+
 /// Options of `keyring migrate`.
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
@@ -125,10 +140,50 @@ impl Engine {
         dry_run: bool,
         rotation_id: Option<RotationId>,
     ) -> Result<KeyringRotation> {
+        self.rotate_keyring_with(
+            name,
+            KeyringRotateRequest {
+                dry_run,
+                rotation_id,
+                ..KeyringRotateRequest::default()
+            },
+        )
+        .await
+    }
+
+    /// Rotates a keyring with options: an explicit new version number
+    /// (greater than every existing one, e.g. an emergency version), and
+    /// key material brought by the caller (imported, or from a key provider
+    /// command) instead of a generated key.
+    pub async fn rotate_keyring_with(
+        &self,
+        name: &KeyringName,
+        request: KeyringRotateRequest,
+    ) -> Result<KeyringRotation> {
+        let KeyringRotateRequest {
+            dry_run,
+            rotation_id,
+            new_version,
+            key,
+            source,
+        } = request;
         let keyring = self.keyring(name).await?;
         let versions = self.store.list_key_versions(name).await?;
-        let next = versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        let highest = versions.iter().map(|v| v.version).max().unwrap_or(0);
+        let next = match new_version {
+            None => highest + 1,
+            Some(v) if v > highest => v,
+            Some(v) => {
+                return Err(Error::invalid_input(format!(
+                    "new version {v} must be greater than every existing version of keyring {name} (highest is {highest})"
+                )));
+            }
+        };
         let target = Target::Keyring(name.clone());
+        let staged = match &key {
+            Some(k) if !dry_run => Some(self.custody.wrap_data_key(name, next, k).await?),
+            _ => None,
+        };
         if dry_run {
             let report = self.keyring_report(name).await?;
             let now = self.now();
@@ -147,6 +202,7 @@ impl Engine {
         let new_run = |now: Timestamp, id: RotationId| Run {
             old_version: Some(keyring.current_version),
             new_version: Some(next),
+            staged_key: staged,
             ..self.blank_run(target.clone(), id, now)
         };
         let (run, resumed) = match self.start_run(&target, rotation_id, new_run).await? {
@@ -156,6 +212,18 @@ impl Engine {
         let id = run.rotation_id;
         let finished = self.drive(run).await.map_err(|e| e.with_rotation(id))?;
         let result = self.keyring_result(&finished, resumed).await?;
+        if let Some(source) = source {
+            let now = self.now();
+            let mut tx = self.store.begin().await?;
+            let draft = self.draft(
+                "key_imported",
+                target.clone(),
+                Some(id),
+                json!({"version": result.new_version, "source": source}),
+            );
+            self.append_audit(tx.as_mut(), now, vec![draft]).await?;
+            tx.commit().await?;
+        }
         self.notify(Notification {
             event: "key_rotated".into(),
             target: target.to_string(),
@@ -220,7 +288,10 @@ impl Engine {
         let mut tx_check = self.store.list_key_versions(&name).await?;
         tx_check.retain(|v| v.version == version);
         if tx_check.is_empty() {
-            let (_, wrapped) = self.custody.create_data_key(&name, version).await?;
+            let wrapped = match &run.staged_key {
+                Some(staged) => staged.clone(),
+                None => self.custody.create_data_key(&name, version).await?.1,
+            };
             let now = self.now();
             let mut tx = self.store.begin().await?;
             self.hold_lease(tx.as_mut(), run, now).await?;

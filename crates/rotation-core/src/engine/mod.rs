@@ -8,9 +8,11 @@
 mod audit_log;
 mod authorities;
 mod chains;
+mod custody_ops;
 mod keyring_rotation;
 mod keyrings;
 mod policies;
+mod report;
 mod rotation;
 mod schedules;
 
@@ -31,8 +33,12 @@ pub use authorities::{
     RotationStatusInfo,
 };
 pub use chains::IssueRequest;
-pub use keyring_rotation::{KeyringRotation, MigrateOptions, MigrationProgress, MigrationReport, ValueFailure};
+pub use custody_ops::RewrapReport;
+pub use keyring_rotation::{
+    KeyringRotateRequest, KeyringRotation, MigrateOptions, MigrationProgress, MigrationReport, ValueFailure,
+};
 pub use keyrings::{HealthCheck, HealthReport, ImportReport, KeyringReport, VersionShare};
+pub use report::{ComplianceItem, ComplianceReport, StuckRun};
 pub use rotation::{RotateRequest, RotationResult};
 pub use schedules::ScheduledOutcome;
 

@@ -134,6 +134,7 @@ impl Engine {
             error_reason: None,
             error_message: None,
             schedule_id: None,
+            staged_key: None,
         }
     }
 

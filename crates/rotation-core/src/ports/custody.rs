@@ -17,6 +17,15 @@ pub struct NewSigningKey {
     pub custody: CustodyRef,
 }
 
+/// What a wrapped key belongs to (it is bound into the wrapping).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WrapContext {
+    /// An authority's signing key.
+    SigningKey(KeyId),
+    /// A keyring's data key of one version.
+    DataKey(KeyringName, u32),
+}
+
 /// Holds private keys and signs with them. Private key material never
 /// leaves a custody in the clear: the local custody keeps it sealed under
 /// the KEK, a Vault Transit custody keeps it in the server.
@@ -48,4 +57,9 @@ pub trait KeyCustody: Send + Sync {
     /// Unwraps a stored data key; a handle wrapped for another keyring or
     /// version, or under another KEK, is `tampered`.
     async fn unwrap_data_key(&self, keyring: &KeyringName, version: u32, wrapped: &CustodyRef) -> Result<DataKey>;
+
+    /// Re-wraps a stored handle under the custody's current wrapping key
+    /// (master-key rotation); `None` if it already is. Custodies whose keys
+    /// never leave a server (Vault Transit) return `None`.
+    async fn rewrap(&self, context: &WrapContext, handle: &CustodyRef) -> Result<Option<CustodyRef>>;
 }

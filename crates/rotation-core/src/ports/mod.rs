@@ -8,6 +8,6 @@ mod notifier;
 mod store;
 
 pub use crypto::{CryptoProvider, DataKey};
-pub use custody::{KeyCustody, NewSigningKey};
+pub use custody::{KeyCustody, NewSigningKey, WrapContext};
 pub use notifier::{LogNotifier, Notification, Notifier};
-pub use store::{RecordQuery, StateStore, StoreTx};
+pub use store::{RecordQuery, Snapshot, StateStore, StoreTx};

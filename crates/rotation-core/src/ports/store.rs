@@ -41,6 +41,82 @@ impl Default for RecordQuery {
     }
 }
 
+/// Everything a store holds, for encrypted backups and restores. Sealed
+/// material stays sealed (private keys and data keys under the KEK, values
+/// under their data keys).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// Metadata (e.g. the KEK parameters), with values base64url.
+    pub meta: Vec<(String, String)>,
+    /// Authorities.
+    pub authorities: Vec<Authority>,
+    /// Signing keys.
+    pub keys: Vec<SigningKey>,
+    /// Trust-chain records.
+    pub records: Vec<TrustRecord>,
+    /// Runs.
+    pub runs: Vec<Run>,
+    /// Schedules.
+    pub schedules: Vec<Schedule>,
+    /// Audit events, ascending.
+    pub audit: Vec<AuditEvent>,
+    /// Audit head.
+    pub audit_head: Option<AuditHead>,
+    /// Keyrings.
+    pub keyrings: Vec<Keyring>,
+    /// Key versions.
+    pub versions: Vec<KeyVersion>,
+    /// Sealed values.
+    pub values: Vec<SealedValue>,
+    /// Policies.
+    pub policies: Vec<Policy>,
+}
+
+impl Snapshot {
+    /// Inserts every row of the snapshot through `tx` (into an empty store),
+    /// keeping the audit chain and its head exactly as they were.
+    pub async fn restore_into(&self, tx: &mut dyn StoreTx) -> Result<()> {
+        use base64::Engine as _;
+        for (key, value) in &self.meta {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(value)
+                .map_err(|_| crate::Error::tampered(format!("snapshot meta {key} is not base64url")))?;
+            tx.put_meta(key, &bytes).await?;
+        }
+        for a in &self.authorities {
+            tx.insert_authority(a).await?;
+        }
+        for k in &self.keys {
+            tx.insert_key(k).await?;
+        }
+        for chunk in self.records.chunks(5000) {
+            tx.insert_records(chunk).await?;
+        }
+        for r in &self.runs {
+            tx.insert_run(r).await?;
+        }
+        for s in &self.schedules {
+            tx.insert_schedule(s).await?;
+        }
+        for e in &self.audit {
+            tx.append_audit(e).await?;
+        }
+        for k in &self.keyrings {
+            tx.insert_keyring(k).await?;
+        }
+        for v in &self.versions {
+            tx.insert_key_version(v).await?;
+        }
+        for chunk in self.values.chunks(5000) {
+            tx.put_values(chunk).await?;
+        }
+        for p in &self.policies {
+            tx.put_policy(p).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Persistent state: authorities, keys, trust chains, runs (the journal),
 /// schedules, the audit log and store metadata.
 ///
@@ -116,6 +192,9 @@ pub trait StateStore: Send + Sync {
     async fn get_policy(&self, name: &str) -> Result<Option<Policy>>;
     /// All policies, ordered by name.
     async fn list_policies(&self) -> Result<Vec<Policy>>;
+
+    /// A consistent copy of everything (read inside one transaction).
+    async fn snapshot(&self) -> Result<Snapshot>;
 }
 
 /// A write transaction. Reads inside it see its own writes. Nothing is
@@ -129,6 +208,10 @@ pub trait StoreTx: Send {
 
     /// Writes a metadata value.
     async fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<()>;
+    /// Deletes a metadata value; missing is not an error.
+    async fn delete_meta(&mut self, key: &str) -> Result<()>;
+    /// Deletes everything (restore with `--force`).
+    async fn clear_all(&mut self) -> Result<()>;
 
     /// One authority.
     async fn get_authority(&mut self, id: &AuthorityId) -> Result<Option<Authority>>;

@@ -8,7 +8,7 @@ use chrono::TimeDelta;
 use rotation_core::authority::{CustodyRef, KeyState};
 use rotation_core::engine::{IssueRequest, NewAuthority, RotateRequest};
 use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName};
-use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey, StateStore};
+use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey, StateStore, WrapContext};
 use rotation_core::run::RunState;
 use rotation_core::{Engine, EngineConfig, Result};
 use rotation_crypto::{Kek, LocalCustody, MasterSecret, RingCrypto};
@@ -158,5 +158,9 @@ impl KeyCustody for MisbehavingCustody {
 
     async fn unwrap_data_key(&self, keyring: &KeyringName, version: u32, wrapped: &CustodyRef) -> Result<DataKey> {
         self.inner.unwrap_data_key(keyring, version, wrapped).await
+    }
+
+    async fn rewrap(&self, context: &WrapContext, handle: &CustodyRef) -> Result<Option<CustodyRef>> {
+        self.inner.rewrap(context, handle).await
     }
 }

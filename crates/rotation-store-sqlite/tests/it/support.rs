@@ -107,6 +107,10 @@ pub(crate) fn run(target: &str, state: RunState, started: i64) -> Run {
         schedule_id: Some(RotationId::generate()),
         old_version: Some(3),
         new_version: Some(4),
+        staged_key: Some(rotation_core::authority::CustodyRef {
+            custody: "local".into(),
+            handle: vec![1, 2, 3],
+        }),
     }
 }
 

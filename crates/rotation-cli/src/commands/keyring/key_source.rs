@@ -1,0 +1,93 @@
+//! Key material from outside: a key file (32 bytes as hex or base64), or a
+//! key provider command (seed 002's custom key provider: any KMS CLI).
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rotation_core::ports::DataKey;
+use rotation_core::{Error, Reason, Result};
+use zeroize::Zeroizing;
+
+/// How long a key provider command may run.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes read from a key provider's output.
+const PROVIDER_OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// Decodes 32 key bytes from hex or base64 (standard or URL-safe, padded or not).
+pub(crate) fn decode_key(text: &str) -> Result<DataKey> {
+    let text = text.trim();
+    let bytes = Zeroizing::new(if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(text).map_err(|_| Error::invalid_input("key is not valid hex"))?
+    } else {
+        let engines = [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        engines
+            .iter()
+            .find_map(|e| e.decode(text).ok())
+            .ok_or_else(|| Error::invalid_input("key is neither 64 hex characters nor base64"))?
+    });
+    let array: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::invalid_input(format!("key must be exactly 32 bytes (AES-256), got {}", bytes.len())))?;
+    Ok(DataKey::from_bytes(array))
+}
+
+/// Reads a key file.
+pub(crate) fn from_file(path: &Path) -> Result<DataKey> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid_input(format!("cannot read {}: {e}", path.display())))?,
+    );
+    decode_key(&text).map_err(|e| Error::invalid_input(format!("{}: {}", path.display(), e.message)))
+}
+
+/// Runs a key provider command (`sh -c`): it must exit 0 and print
+/// `{"key": "<hex or base64>", "version": "<label>"}`. Any failure is a
+/// `rotation_failed` error, before anything is changed. The command's
+/// output is never echoed (it holds the key).
+pub(crate) async fn from_command(command: &str) -> Result<(DataKey, String)> {
+    let failed = |why: String| {
+        Error::new(
+            Reason::RotationFailed,
+            format!("key provider command failed: {why}; nothing was changed"),
+        )
+    };
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(format!("cannot start it: {e}")))?;
+    let output = tokio::time::timeout(PROVIDER_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| failed(format!("no answer within {}s", PROVIDER_TIMEOUT.as_secs())))?
+        .map_err(|e| failed(e.to_string()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr: String = stderr.trim().chars().take(300).collect();
+        return Err(failed(format!("{} ({stderr})", output.status)));
+    }
+    if output.stdout.len() > PROVIDER_OUTPUT_LIMIT {
+        return Err(failed("its output is too large".into()));
+    }
+    let stdout = Zeroizing::new(output.stdout);
+    #[derive(serde::Deserialize)]
+    struct Provided {
+        key: String,
+        version: Option<String>,
+    }
+    let provided: Provided = serde_json::from_slice(&stdout)
+        .map_err(|_| failed("its output is not {\"key\": \"...\", \"version\": \"...\"}".into()))?;
+    let key = Zeroizing::new(provided.key);
+    let key = decode_key(&key).map_err(|e| failed(e.message))?;
+    Ok((key, provided.version.unwrap_or_else(|| "unlabelled".into())))
+}
