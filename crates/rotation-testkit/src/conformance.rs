@@ -77,6 +77,7 @@ where
     keyrings::keyrings_and_versions(new_store().await).await;
     keyrings::values(new_store().await).await;
     keyrings::policies_and_target_audit(new_store().await).await;
+    keyrings::snapshot_restore_and_clear(new_store().await, new_store().await).await;
 }
 
 mod keyrings;
