@@ -350,25 +350,43 @@ pub(super) async fn policies_and_target_audit(store: Arc<dyn StateStore>) {
 
 pub(super) async fn snapshot_restore_and_clear(store: Arc<dyn StateStore>, other: Arc<dyn StateStore>) {
     let what = "snapshot";
-    seed(&*store, &[("org-a", vec![key("org-a", "org-a.k1", KeyState::Active, t0())])], "snapshot: seed").await;
+    seed(
+        &*store,
+        &[("org-a", vec![key("org-a", "org-a.k1", KeyState::Active, t0())])],
+        "snapshot: seed",
+    )
+    .await;
     let mut tx = store.begin().await.must(what);
     tx.put_meta("kek", b"params").await.must(what);
     tx.put_meta("temporary", b"x").await.must(what);
     tx.delete_meta("temporary").await.must("meta: delete");
     tx.delete_meta("never-there").await.must("meta: delete missing is fine");
-    tx.insert_records(&[record_of_kind("agent-1", "org-a", "org-a.k1", RecordKind::Genesis)]).await.must(what);
-    tx.insert_keyring(&Keyring { name: ring("k"), current_version: 1, created_at: t0(), rotated_at: None })
+    tx.insert_records(&[record_of_kind("agent-1", "org-a", "org-a.k1", RecordKind::Genesis)])
         .await
         .must(what);
+    tx.insert_keyring(&Keyring {
+        name: ring("k"),
+        current_version: 1,
+        created_at: t0(),
+        rotated_at: None,
+    })
+    .await
+    .must(what);
     let mut v = version("k", 1, VersionState::Current);
     v.usage_count = 3;
     tx.insert_key_version(&v).await.must(what);
-    tx.put_values(&[value("k", "a", 1, 1), value("k", "b", 1, 2)]).await.must(what);
+    tx.put_values(&[value("k", "a", 1, 1), value("k", "b", 1, 2)])
+        .await
+        .must(what);
     for seq in 1..=3 {
         tx.append_audit(&audit_event(seq, at(seq))).await.must(what);
     }
     tx.commit().await.must(what);
-    assert_eq!(store.get_meta("temporary").await.must(what), None, "{what}: deleted meta");
+    assert_eq!(
+        store.get_meta("temporary").await.must(what),
+        None,
+        "{what}: deleted meta"
+    );
 
     let snap = store.snapshot().await.must(what);
     assert_eq!(snap.authorities.len(), 1);
@@ -390,7 +408,11 @@ pub(super) async fn snapshot_restore_and_clear(store: Arc<dyn StateStore>, other
     tx.clear_all().await.must("clear_all");
     tx.commit().await.must(what);
     let empty = store.snapshot().await.must(what);
-    assert_eq!(empty, rotation_core::ports::Snapshot::default(), "{what}: clear_all empties everything");
+    assert_eq!(
+        empty,
+        rotation_core::ports::Snapshot::default(),
+        "{what}: clear_all empties everything"
+    );
     // The audit log starts again from its genesis.
     let mut tx = store.begin().await.must(what);
     assert_eq!(tx.audit_head().await.must(what), None);
