@@ -441,14 +441,15 @@ impl Engine {
             .get(&target)
             .cloned()
             .ok_or_else(|| Error::invalid_input(format!("version {target} of keyring {name} cannot encrypt")))?;
-        let mut after: Option<ValueId> = None;
+        // Pipelined: while page N is written, page N+1 is read (another
+        // connection; the write touches only page N's rows).
+        let mut page = self
+            .store
+            .list_values(name, Some(target), None, options.batch_size)
+            .await?;
         loop {
-            let page = self
-                .store
-                .list_values(name, Some(target), after.as_ref(), options.batch_size)
-                .await?;
             let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
+            let after = last.id.clone();
             let aads: Vec<Vec<u8>> = page.iter().map(|v| value_aad(name, &v.id)).collect();
             let items: Vec<(&[u8], &[u8])> = aads
                 .iter()
@@ -476,14 +477,23 @@ impl Engine {
                     }
                 }
             }
-            if !batch.is_empty() {
+            let write = async {
+                if batch.is_empty() {
+                    return Ok(0);
+                }
                 let now = self.now();
                 let mut tx = self.store.begin().await?;
                 let n = tx.reseal_values(name, target, &batch, now).await?;
                 tx.add_usage(name, target, n).await?;
                 tx.commit().await?;
-                report.migrated += n;
-            }
+                Ok::<u64, Error>(n)
+            };
+            let read_next = self
+                .store
+                .list_values(name, Some(target), Some(&after), options.batch_size);
+            let (written, next) = futures_util::future::join(write, read_next).await;
+            report.migrated += written?;
+            page = next?;
             progress(MigrationProgress {
                 to_migrate,
                 migrated: report.migrated,
