@@ -40,13 +40,14 @@ impl SqliteTx {
 }
 
 /// The error for a run that would be a second non-terminal run of its target.
+/// The error names the run in the way (as the memory store does).
 fn concurrent(run: &Run, active: Option<Run>) -> Error {
-    let other = active.map(|a| format!(" (run {})", a.rotation_id)).unwrap_or_default();
+    let blocking = active.map(|a| a.rotation_id).unwrap_or(run.rotation_id);
     let mut err = Error::new(
         Reason::ConcurrentRotation,
-        format!("another rotation of {} is in progress{other}", run.target),
+        format!("another rotation of {} is in progress (run {blocking})", run.target),
     )
-    .with_rotation(run.rotation_id);
+    .with_rotation(blocking);
     if let Target::Authority(id) = &run.target {
         err = err.with_authority(id);
     }
