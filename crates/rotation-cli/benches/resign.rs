@@ -1,18 +1,50 @@
 //! Benchmark: rotate an authority whose trust chains hold N records (default
-//! 10,000) on the embedded SQLite store, with local custody.
+//! 10,000), with local custody, on the embedded SQLite store or, with
+//! `ROTATION_BENCH_STORE=postgres://...`, on a fresh database created on
+//! that PostgreSQL server (and dropped afterwards).
 //!
-//! `cargo xtask bench resign [RECORDS]`; results go to `docs/BENCHMARKS.md`.
+//! `cargo xtask bench resign [RECORDS]` (SQLite) or
+//! `cargo xtask bench resign-pg [RECORDS]` (PostgreSQL); results go to
+//! `docs/BENCHMARKS.md`. After the rotation it also times the store alone:
+//! reading every record in pages of 1,000 and rewriting them in re-sign
+//! batches of 1,000 (no crypto), to show what bounds the rotation.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use rotation_core::engine::{IssueRequest, NewAuthority, RotateRequest};
 use rotation_core::ids::{AgentId, AuthorityId};
+use rotation_core::ports::{RecordQuery, StateStore};
 use rotation_core::time::SystemClock;
 use rotation_core::{Engine, EngineConfig};
 use rotation_crypto::{Kek, LocalCustody, MasterSecret, RingCrypto};
+use rotation_store_pg::PgStore;
 use rotation_store_sqlite::SqliteStore;
 use secrecy::SecretBox;
+use sqlx::{Connection, Executor, PgConnection};
+
+/// Records per page and per re-sign batch (the engine's default batch).
+const BATCH: usize = 1000;
+
+/// CPU seconds (user + system) this process has used so far, where the
+/// platform says (Linux); with wall time it shows whether a phase is bound
+/// by this process's CPU or waits on the store.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// `" (CPU x.xx s)"` for the time since `since`, if known.
+fn cpu_since(since: Option<f64>) -> String {
+    match (since, cpu_seconds()) {
+        (Some(a), Some(b)) => format!(", this process {:.2} CPU s", b - a),
+        _ => String::new(),
+    }
+}
 
 fn main() {
     let records: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000);
@@ -23,14 +55,82 @@ fn main() {
     runtime.block_on(run(records));
 }
 
+/// A PostgreSQL database created for one run, dropped by [`BenchDb::drop_now`].
+struct BenchDb {
+    server: String,
+    name: String,
+}
+
+impl BenchDb {
+    async fn create(server: &str) -> (BenchDb, String) {
+        let name = format!("rotation_bench_{}", std::process::id());
+        let mut admin = PgConnection::connect(server)
+            .await
+            .expect("connect to ROTATION_BENCH_STORE");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .await
+            .expect("drop an old bench database");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .await
+            .expect("create the bench database");
+        let settings: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, setting FROM pg_settings WHERE name IN \
+             ('server_version', 'fsync', 'synchronous_commit', 'shared_buffers', 'wal_level') ORDER BY name",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("server settings");
+        let _ = admin.close().await;
+        let settings: Vec<String> = settings.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("store:   PostgreSQL ({})", settings.join(", "));
+        let start = server.find("://").map_or(0, |i| i + 3);
+        let end = server[start..].find('?').map_or(server.len(), |i| start + i);
+        let path = server[start..end].find('/').map_or(end, |i| start + i);
+        let url = format!("{}/{name}{}", &server[..path], &server[end..]);
+        (
+            BenchDb {
+                server: server.to_owned(),
+                name,
+            },
+            url,
+        )
+    }
+
+    async fn drop_now(self) {
+        if let Ok(mut admin) = PgConnection::connect(&self.server).await {
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                )))
+                .await;
+            let _ = admin.close().await;
+        }
+    }
+}
+
 async fn run(records: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/bench.db", dir.path().display());
-    let store = Arc::new(SqliteStore::connect(&url, true).await.expect("store"));
+    let (store, bench_db): (Arc<dyn StateStore>, Option<BenchDb>) = match std::env::var("ROTATION_BENCH_STORE") {
+        Ok(server) if server.starts_with("postgres://") || server.starts_with("postgresql://") => {
+            let (db, url) = BenchDb::create(&server).await;
+            (Arc::new(PgStore::connect(&url).await.expect("store")), Some(db))
+        }
+        Ok(other) if !other.is_empty() => panic!("ROTATION_BENCH_STORE must be a postgres:// URL, got {other:?}"),
+        _ => {
+            let url = format!("sqlite://{}/bench.db", dir.path().display());
+            println!("store:   SQLite (WAL, synchronous=NORMAL) in {}", dir.path().display());
+            (Arc::new(SqliteStore::connect(&url, true).await.expect("store")), None)
+        }
+    };
     let secret = MasterSecret::KeyFile(SecretBox::new(Box::new(vec![7u8; 32])));
     let (kek, _) = Kek::create(&secret).expect("kek");
     let engine = Engine::new(
-        store,
+        store.clone(),
         Arc::new(RingCrypto::new()),
         Arc::new(LocalCustody::new(kek)),
         Arc::new(SystemClock),
@@ -58,23 +158,60 @@ async fn run(records: usize) {
         })
         .collect();
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let mut issued = 0;
     for chunk in requests.chunks(2_000) {
         issued += engine.issue_chains(chunk).await.expect("issue").len();
     }
     let issue_secs = started.elapsed().as_secs_f64();
+    let issue_cpu = cpu_since(cpu);
 
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let result = engine
         .rotate_key(RotateRequest::new(authority.clone()))
         .await
         .expect("rotate");
     let rotate_secs = started.elapsed().as_secs_f64();
+    let rotate_cpu = cpu_since(cpu);
 
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let verdicts = engine.verify_all_chains().await.expect("verify");
     let verify_secs = started.elapsed().as_secs_f64();
+    let verify_cpu = cpu_since(cpu);
     assert!(verdicts.iter().all(|v| v.valid), "every chain verifies after rotation");
+
+    // The store alone: read everything in pages, then rewrite every record
+    // (unchanged, still under the new key) in re-sign batches, no crypto.
+    let started = Instant::now();
+    let cpu = cpu_seconds();
+    let mut all = Vec::with_capacity(issued);
+    let mut query = RecordQuery {
+        authority: Some(authority.clone()),
+        limit: BATCH,
+        ..RecordQuery::default()
+    };
+    loop {
+        let page = store.list_records(&query).await.expect("list");
+        let Some(last) = page.last() else { break };
+        query.after = Some((last.agent_id.clone(), last.id));
+        all.extend(page);
+    }
+    let read_secs = started.elapsed().as_secs_f64();
+    let read_cpu = cpu_since(cpu);
+    let started = Instant::now();
+    let cpu = cpu_seconds();
+    let new_key = [result.new_key_id.clone()];
+    let mut rewritten = 0;
+    for batch in all.chunks(BATCH) {
+        let mut tx = store.begin().await.expect("begin");
+        rewritten += tx.resign_records(&new_key, batch).await.expect("rewrite");
+        tx.commit().await.expect("commit");
+    }
+    let write_secs = started.elapsed().as_secs_f64();
+    let write_cpu = cpu_since(cpu);
+    assert_eq!(rewritten as usize, all.len());
 
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -88,16 +225,29 @@ async fn run(records: usize) {
     println!("machine: {cpus} CPUs, {model}");
     println!("records: {issued} in {} chains", result.chains_updated);
     println!(
-        "issue:   {issue_secs:.3} s ({:.0} records/s)",
+        "issue:   {issue_secs:.3} s ({:.0} records/s{issue_cpu})",
         issued as f64 / issue_secs
     );
     println!(
-        "rotate:  {rotate_secs:.3} s ({:.0} records re-signed/s, chains_updated = {})",
+        "rotate:  {rotate_secs:.3} s ({:.0} records re-signed/s, chains_updated = {}{rotate_cpu})",
         issued as f64 / rotate_secs,
         result.chains_updated
     );
     println!(
-        "verify:  {verify_secs:.3} s ({:.0} records/s)",
+        "verify:  {verify_secs:.3} s ({:.0} records/s{verify_cpu})",
         issued as f64 / verify_secs
     );
+    println!(
+        "store:   read {:.3} s ({:.0} records/s in pages of {BATCH}{read_cpu}), rewrite {:.3} s ({:.0} records/s \
+         in committed batches of {BATCH}{write_cpu})",
+        read_secs,
+        all.len() as f64 / read_secs,
+        write_secs,
+        all.len() as f64 / write_secs
+    );
+    if let Some(db) = bench_db {
+        drop(engine);
+        drop(store);
+        db.drop_now().await;
+    }
 }
