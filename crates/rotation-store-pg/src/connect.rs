@@ -53,7 +53,7 @@ pub struct PgStore {
     pub(crate) pool: PgPool,
     pub(crate) writer: Arc<Mutex<()>>,
     pub(crate) write_lock_timeout: Duration,
-    /// `BEGIN`, the lock timeout and the write lock, sent as one statement.
+    /// `BEGIN` and the lock timeout, sent as one statement.
     pub(crate) begin_sql: String,
     redacted_url: Arc<str>,
 }
@@ -146,11 +146,13 @@ impl PgStore {
     }
 }
 
-/// The statement beginning a write transaction: `BEGIN`, a bound on lock
-/// waits for this transaction, and the transaction-scoped write lock.
+/// The statement beginning a write transaction: `BEGIN` and a bound on lock
+/// waits for this transaction (neither can fail on a healthy connection; the
+/// write lock, which can time out, is taken by a statement of its own, so a
+/// timeout rolls back a transaction sqlx knows about).
 fn begin_sql(lock_timeout: Duration) -> String {
     format!(
-        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({WRITER_LOCK})",
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = {}",
         lock_timeout.as_millis().max(1)
     )
 }

@@ -10,7 +10,7 @@
 //!   migrates, so processes connecting at once apply each migration once.
 //! - Write transactions are serialised across every process using the
 //!   database, as the port requires: each takes a transaction-scoped
-//!   advisory lock ([`WRITER_LOCK`]) when it begins, waiting up to
+//!   advisory lock ([`WRITER_LOCK`]) right after `BEGIN`, waiting up to
 //!   [`WRITE_LOCK_TIMEOUT`]. Within one process they first queue on an async
 //!   lock so waiting writers hold no pooled connection. Reads never wait.
 //! - Independently of that lock, the statements that coordinate processes

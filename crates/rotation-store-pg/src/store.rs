@@ -12,7 +12,7 @@ use rotation_core::schedule::Schedule;
 use rotation_core::{Error, Result};
 use sqlx::Row;
 
-use crate::connect::PgStore;
+use crate::connect::{PgStore, WRITER_LOCK};
 use crate::error::{backend, is_lock_timeout};
 use crate::tx::PgTx;
 use crate::{keyrings, queries, rows};
@@ -35,16 +35,22 @@ impl StateStore for PgStore {
         let writer = tokio::time::timeout(timeout, self.writer.clone().lock_owned())
             .await
             .map_err(|_| busy())?;
-        // One round trip: begin, bound the lock wait, take the write lock.
-        let tx = self
+        // Begin with a bound on lock waits, then take the write lock. A
+        // failure drops `tx`, which rolls back before the connection is reused.
+        let mut tx = self
             .pool
             .begin_with(sqlx::AssertSqlSafe(self.begin_sql.clone()))
+            .await
+            .map_err(|e| backend("beginning a write transaction", e))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITER_LOCK)
+            .execute(&mut *tx)
             .await
             .map_err(|e| {
                 if is_lock_timeout(&e) {
                     busy()
                 } else {
-                    backend("beginning a write transaction", e)
+                    backend("taking the write lock", e)
                 }
             })?;
         Ok(Box::new(PgTx::new(tx, writer)))

@@ -243,12 +243,17 @@ async fn waiting_for_the_write_lock_times_out_as_backend_unavailable() {
     assert_eq!(err.reason, Reason::BackendUnavailable, "{err}");
     assert!(err.message.contains("another write transaction"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    drop(tx);
-    // Once released, the waiter's store works (its connection was not left in a transaction).
-    let mut tx = waiter.begin().await.unwrap();
-    tx.put_meta("after", b"1").await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(holder.get_meta("after").await.unwrap(), Some(b"1".to_vec()));
+    // Once released, the waiter's store works: the connection that timed
+    // out was not returned to the pool inside its failed transaction.
+    for i in 0..8 {
+        let mut tx = waiter.begin().await.expect("begin after a lock timeout");
+        tx.put_meta(&format!("after-{i}"), b"1")
+            .await
+            .expect("write after a lock timeout");
+        tx.commit().await.expect("commit after a lock timeout");
+    }
+    assert_eq!(holder.get_meta("after-7").await.unwrap(), Some(b"1".to_vec()));
 }
 
 #[tokio::test]
