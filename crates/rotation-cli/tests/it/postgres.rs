@@ -501,6 +501,34 @@ fn eight_processes_running_due_schedules_rotate_each_target_exactly_once() {
 /// Records issued so that a rotation takes long enough to be caught in flight.
 const RECORDS: usize = 40_000;
 
+/// Creates `org-acme` with RECORDS trust-chain records through the library.
+fn seed_chains(env: &PgEnv) {
+    block_on(async {
+        let engine = env.engine(None).await;
+        let id = AuthorityId::parse("org-acme").unwrap();
+        engine
+            .create_authority(NewAuthority {
+                id: id.clone(),
+                name: None,
+                rotation_period_days: None,
+                grace_period_hours: None,
+            })
+            .await
+            .unwrap();
+        let requests: Vec<IssueRequest> = (0..RECORDS / 2)
+            .map(|i| IssueRequest {
+                agent_id: AgentId::parse(format!("agent-{i:06}")).unwrap(),
+                authority_id: id.clone(),
+                capabilities: vec!["read:data".into()],
+                delegate_to: None,
+            })
+            .collect();
+        for chunk in requests.chunks(5_000) {
+            engine.issue_chains(chunk).await.unwrap();
+        }
+    });
+}
+
 /// Starts `authority rotate org-acme` and returns once its run is in progress.
 fn start_rotation_in_flight(env: &PgEnv) -> Child {
     let mut child = env
@@ -527,30 +555,7 @@ fn start_rotation_in_flight(env: &PgEnv) -> Child {
 #[test]
 fn a_rotation_killed_mid_way_is_resumed_by_another_process() {
     let mut env = PgEnv::init();
-    block_on(async {
-        let engine = env.engine(None).await;
-        let id = AuthorityId::parse("org-acme").unwrap();
-        engine
-            .create_authority(NewAuthority {
-                id: id.clone(),
-                name: None,
-                rotation_period_days: None,
-                grace_period_hours: None,
-            })
-            .await
-            .unwrap();
-        let requests: Vec<IssueRequest> = (0..RECORDS / 2)
-            .map(|i| IssueRequest {
-                agent_id: AgentId::parse(format!("agent-{i:06}")).unwrap(),
-                authority_id: id.clone(),
-                capabilities: vec!["read:data".into()],
-                delegate_to: None,
-            })
-            .collect();
-        for chunk in requests.chunks(5_000) {
-            engine.issue_chains(chunk).await.unwrap();
-        }
-    });
+    seed_chains(&env);
     let before = env.json(&["authority", "show", "org-acme"]);
     let mut first = start_rotation_in_flight(&env);
     first.kill().unwrap(); // SIGKILL
@@ -605,4 +610,65 @@ fn a_rotation_killed_mid_way_is_resumed_by_another_process() {
         .map(|e| e["event"].as_str().unwrap())
         .collect();
     assert!(kinds.contains(&"rotation_resumed"), "{kinds:?}");
+}
+
+/// Checks that the interrupted rotation of `org-acme` is finished by a
+/// rotate after its lease expired, and that everything verifies.
+fn resume_and_verify(env: &mut PgEnv, before: &Value, active_rotation: &Value) {
+    env.now = Some(hours_from_now(1));
+    let resumed = env.json(&["authority", "rotate", "org-acme"]);
+    assert_eq!(resumed["resumed"], true);
+    assert_eq!(&resumed["rotation_id"], active_rotation);
+    assert_eq!(resumed["old_key_id"], before["current_key_id"]);
+    assert_eq!(resumed["chains_updated"], (RECORDS / 2) as u64);
+    let verdicts = env.json(&["chain", "verify", "--all"]);
+    assert_eq!(verdicts.as_array().unwrap().len(), RECORDS / 2);
+    assert!(verdicts.as_array().unwrap().iter().all(|v| v["valid"] == true));
+    assert_eq!(
+        env.sql()
+            .count("SELECT COUNT(*) FROM runs WHERE state NOT IN ('completed', 'rolled_back', 'failed')"),
+        0,
+        "no run left non-terminal"
+    );
+    assert_eq!(env.json(&["audit", "verify"])["valid"], true);
+}
+
+#[test]
+fn a_server_that_goes_away_mid_rotation_is_backend_unavailable_and_the_run_resumes() {
+    let mut env = PgEnv::init();
+    seed_chains(&env);
+    let before = env.json(&["authority", "show", "org-acme"]);
+    let rotation = start_rotation_in_flight(&env);
+    let status = env.json(&["authority", "status", "org-acme"]);
+
+    // The database goes away under the running process: no new sessions,
+    // and every open one is ended (as a restart or a failover would).
+    let admin_sql = |statement: String| {
+        let server = server_url();
+        block_on(async move {
+            let mut admin = PgConnection::connect(&server).await.unwrap();
+            admin.execute(sqlx::AssertSqlSafe(statement)).await.unwrap();
+            let _ = admin.close().await;
+        })
+    };
+    admin_sql(format!("ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS false", env.name));
+    admin_sql(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        env.name
+    ));
+    let out = rotation.wait_with_output().unwrap();
+    admin_sql(format!("ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true", env.name));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the rotation cannot finish without its database");
+    eprintln!("rotation while its database went away: {}", stderr.trim());
+    assert!(stderr.contains("error[backend_unavailable]: "), "{stderr}");
+    assert!(stderr.contains("PostgreSQL store"), "says which store: {stderr}");
+    assert!(!stderr.contains(&password_of(&env.url)), "no password: {stderr}");
+
+    // Nothing half-written: the run waits, journaled, for its lease to end.
+    let after = env.json(&["authority", "status", "org-acme"]);
+    assert_eq!(after["status"], "in_progress", "{after}");
+    assert_eq!(after["active_rotation_id"], status["active_rotation_id"]);
+    assert_eq!(env.json(&["audit", "verify"])["valid"], true);
+    resume_and_verify(&mut env, &before, &status["active_rotation_id"]);
 }
