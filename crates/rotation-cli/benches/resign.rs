@@ -26,11 +26,10 @@ use sqlx::{Connection, Executor, PgConnection};
 /// Records per page and per re-sign batch (the engine's default batch).
 const BATCH: usize = 1000;
 
-/// CPU seconds (user + system) this process has used so far, where the
-/// platform says (Linux); with wall time it shows whether a phase is bound
-/// by this process's CPU or waits on the store.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// CPU seconds (user + system) process `pid` has used so far, where the
+/// platform says (Linux).
+fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
     // After the command name: state is field 3, utime 14 and stime 15 (1-based).
     let utime: f64 = fields.get(11)?.parse().ok()?;
@@ -38,11 +37,47 @@ fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// `" (CPU x.xx s)"` for the time since `since`, if known.
-fn cpu_since(since: Option<f64>) -> String {
-    match (since, cpu_seconds()) {
-        (Some(a), Some(b)) => format!(", this process {:.2} CPU s", b - a),
-        _ => String::new(),
+/// CPU time of this process and, for a PostgreSQL server on this machine,
+/// of the server's processes: with wall time it shows whether a phase is
+/// bound by this process, by the server, or by neither (waiting on I/O).
+struct Meter {
+    server: Option<PgConnection>,
+}
+
+/// CPU seconds at one instant: this process, the server.
+type Sample = (Option<f64>, Option<f64>);
+
+impl Meter {
+    async fn sample(&mut self) -> Sample {
+        let mine = cpu_seconds_of("self");
+        let server = match &mut self.server {
+            Some(c) => {
+                let pids: Vec<i32> =
+                    sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
+                        .fetch_all(&mut *c)
+                        .await
+                        .unwrap_or_default();
+                pids.iter()
+                    .map(|p| cpu_seconds_of(&p.to_string()))
+                    .try_fold(0.0, |sum, cpu| cpu.map(|c| sum + c))
+                    .filter(|_| !pids.is_empty())
+            }
+            None => None,
+        };
+        (mine, server)
+    }
+
+    /// `", this process x.xx CPU s, server y.yy CPU s"` since `start`, as far as known.
+    async fn since(&mut self, start: Sample) -> String {
+        let now = self.sample().await;
+        let mut out = String::new();
+        if let (Some(a), Some(b)) = (start.0, now.0) {
+            out.push_str(&format!(", this process {:.2} CPU s", b - a));
+        }
+        if let (Some(a), Some(b)) = (start.1, now.1) {
+            out.push_str(&format!(", server {:.2} CPU s", b - a));
+        }
+        out
     }
 }
 
@@ -59,6 +94,7 @@ fn main() {
 struct BenchDb {
     server: String,
     name: String,
+    url: String,
 }
 
 impl BenchDb {
@@ -95,6 +131,7 @@ impl BenchDb {
             BenchDb {
                 server: server.to_owned(),
                 name,
+                url: url.clone(),
             },
             url,
         )
@@ -127,6 +164,12 @@ async fn run(records: usize) {
             (Arc::new(SqliteStore::connect(&url, true).await.expect("store")), None)
         }
     };
+    let mut meter = Meter {
+        server: match &bench_db {
+            Some(db) => PgConnection::connect(&db.url).await.ok(),
+            None => None,
+        },
+    };
     let secret = MasterSecret::KeyFile(SecretBox::new(Box::new(vec![7u8; 32])));
     let (kek, _) = Kek::create(&secret).expect("kek");
     let engine = Engine::new(
@@ -158,34 +201,34 @@ async fn run(records: usize) {
         })
         .collect();
     let started = Instant::now();
-    let cpu = cpu_seconds();
+    let cpu = meter.sample().await;
     let mut issued = 0;
     for chunk in requests.chunks(2_000) {
         issued += engine.issue_chains(chunk).await.expect("issue").len();
     }
     let issue_secs = started.elapsed().as_secs_f64();
-    let issue_cpu = cpu_since(cpu);
+    let issue_cpu = meter.since(cpu).await;
 
     let started = Instant::now();
-    let cpu = cpu_seconds();
+    let cpu = meter.sample().await;
     let result = engine
         .rotate_key(RotateRequest::new(authority.clone()))
         .await
         .expect("rotate");
     let rotate_secs = started.elapsed().as_secs_f64();
-    let rotate_cpu = cpu_since(cpu);
+    let rotate_cpu = meter.since(cpu).await;
 
     let started = Instant::now();
-    let cpu = cpu_seconds();
+    let cpu = meter.sample().await;
     let verdicts = engine.verify_all_chains().await.expect("verify");
     let verify_secs = started.elapsed().as_secs_f64();
-    let verify_cpu = cpu_since(cpu);
+    let verify_cpu = meter.since(cpu).await;
     assert!(verdicts.iter().all(|v| v.valid), "every chain verifies after rotation");
 
     // The store alone: read everything in pages, then rewrite every record
     // (unchanged, still under the new key) in re-sign batches, no crypto.
     let started = Instant::now();
-    let cpu = cpu_seconds();
+    let cpu = meter.sample().await;
     let mut all = Vec::with_capacity(issued);
     let mut query = RecordQuery {
         authority: Some(authority.clone()),
@@ -199,9 +242,9 @@ async fn run(records: usize) {
         all.extend(page);
     }
     let read_secs = started.elapsed().as_secs_f64();
-    let read_cpu = cpu_since(cpu);
+    let read_cpu = meter.since(cpu).await;
     let started = Instant::now();
-    let cpu = cpu_seconds();
+    let cpu = meter.sample().await;
     let new_key = [result.new_key_id.clone()];
     let mut rewritten = 0;
     for batch in all.chunks(BATCH) {
@@ -210,7 +253,7 @@ async fn run(records: usize) {
         tx.commit().await.expect("commit");
     }
     let write_secs = started.elapsed().as_secs_f64();
-    let write_cpu = cpu_since(cpu);
+    let write_cpu = meter.since(cpu).await;
     assert_eq!(rewritten as usize, all.len());
 
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -246,6 +289,9 @@ async fn run(records: usize) {
         all.len() as f64 / write_secs
     );
     if let Some(db) = bench_db {
+        if let Some(c) = meter.server.take() {
+            let _ = c.close().await;
+        }
         drop(engine);
         drop(store);
         db.drop_now().await;
