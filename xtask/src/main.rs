@@ -98,7 +98,10 @@ fn ci() -> Result {
 fn database(durability: Durability) -> Result<(String, Option<TestPostgres>)> {
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => {
-            eprintln!("xtask: using the PostgreSQL server of DATABASE_URL ({})", postgres::redact(&url));
+            eprintln!(
+                "xtask: using the PostgreSQL server of DATABASE_URL ({})",
+                postgres::redact(&url)
+            );
             Ok((url, None))
         }
         _ => {
@@ -139,7 +142,8 @@ fn bench(args: &[String]) -> Result {
     let rest = &args[1.min(args.len())..];
     let bench = |target: &str| {
         let mut b = cargo();
-        b.args(["bench", "-p", "rotation-cli", "--bench", target, "--"]).args(rest);
+        b.args(["bench", "-p", "rotation-cli", "--bench", target, "--"])
+            .args(rest);
         b
     };
     match name {
@@ -152,6 +156,8 @@ fn bench(args: &[String]) -> Result {
             run("bench resign (PostgreSQL)", b)
         }
         "keyring" => run("bench keyring", bench("keyring")),
-        other => Err(format!("unknown benchmark {other:?}; available: resign, resign-pg, keyring")),
+        other => Err(format!(
+            "unknown benchmark {other:?}; available: resign, resign-pg, keyring"
+        )),
     }
 }

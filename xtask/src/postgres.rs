@@ -58,10 +58,12 @@ impl TestPostgres {
         let bin = find_binaries()?;
         let as_user = if is_root() {
             if !succeeds(Command::new("id").args(["-u", "postgres"])) {
-                return Err("running as root, but there is no `postgres` user to run PostgreSQL as; \
+                return Err(
+                    "running as root, but there is no `postgres` user to run PostgreSQL as; \
                             install PostgreSQL with `apt-get install postgresql` (which creates it) \
                             or run as an unprivileged user"
-                    .into());
+                        .into(),
+                );
             }
             Some("postgres")
         } else {
@@ -191,7 +193,10 @@ fn find_binaries() -> Result<PathBuf> {
         return if complete(&dir) {
             Ok(dir)
         } else {
-            Err(format!("PG_BIN={} does not hold initdb, pg_ctl and postgres", dir.display()))
+            Err(format!(
+                "PG_BIN={} does not hold initdb, pg_ctl and postgres",
+                dir.display()
+            ))
         };
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -215,10 +220,12 @@ fn find_binaries() -> Result<PathBuf> {
             }
         }
     }
-    Err("the PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found in \
+    Err(
+        "the PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found in \
          /usr/lib/postgresql/*/bin or on PATH; install them: apt-get install postgresql \
          (or set DATABASE_URL to use an existing server, or PG_BIN to their directory)"
-        .into())
+            .into(),
+    )
 }
 
 fn is_root() -> bool {
@@ -276,8 +283,7 @@ fn random_hex(n: usize) -> Result<String> {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 fn free_port() -> Result<u16> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
     listener
         .local_addr()
         .map(|a| a.port())
