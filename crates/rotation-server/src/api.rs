@@ -1,0 +1,763 @@
+//! The routes: `/v1` JSON API, `/healthz`, `/readyz`, `/metrics`.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rotation_core::engine::{
+    IssueRequest, KeyringRotateRequest, MigrateOptions, NewAuthority, RevokeOptions, RotateRequest,
+};
+use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
+use rotation_core::policy::{Policy, Trigger};
+use rotation_core::ports::RecordQuery;
+use rotation_core::{Engine, Error, Reason};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::metrics;
+use crate::views::{AuthorityView, KeyView, KeyringView, RecordView, ValueView, VersionView};
+
+/// Longest `Cache-Control: max-age` of a JWKS, in seconds.
+const JWKS_MAX_AGE: i64 = 300;
+/// Most audit events one request returns.
+const AUDIT_LIMIT: usize = 1000;
+
+/// The application's routes with their middleware.
+pub(crate) fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
+    let v1 = Router::new()
+        .route("/authorities", get(list_authorities).post(create_authority))
+        .route("/authorities/{id}", get(show_authority))
+        .route("/authorities/{id}/rotate", post(rotate_authority))
+        .route("/authorities/{id}/schedule", post(schedule_authority))
+        .route("/authorities/{id}/status", get(authority_status))
+        .route("/authorities/{id}/keys/{key_id}/revoke", post(revoke_key))
+        .route("/authorities/{id}/jwks.json", get(jwks))
+        .route("/chains", get(list_chains).post(issue_chain))
+        .route("/chains/verify", get(verify_all_chains))
+        .route("/chains/{agent}/verify", get(verify_chain))
+        .route("/keyrings", get(list_keyrings).post(create_keyring))
+        .route("/keyrings/{name}", get(keyring_info))
+        .route("/keyrings/{name}/rotate", post(rotate_keyring))
+        .route("/keyrings/{name}/migrate", post(migrate_keyring))
+        .route("/keyrings/{name}/report", get(keyring_report))
+        .route("/keyrings/{name}/values", post(encrypt_value))
+        .route("/keyrings/{name}/values/{id}/decrypt", post(decrypt_value))
+        .route("/policies", get(list_policies))
+        .route(
+            "/policies/{name}",
+            get(show_policy).put(set_policy).delete(remove_policy),
+        )
+        .route("/schedules", get(list_schedules).post(add_schedule))
+        .route("/schedules/run-due", post(run_due))
+        .route("/audit", get(audit_list))
+        .route("/audit/verify", get(audit_verify))
+        .route("/report", get(report))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+// ---------------------------------------------------------------- extractors
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or("");
+        Ok(state.tokens.authenticate(presented).await?)
+    }
+}
+
+/// A JSON body; an empty body reads as `{}` (so bodies whose fields are
+/// all optional may be left out). Oversized bodies are 413, malformed 422.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                let status = e.status();
+                let error = Error::invalid_input(format!("cannot read the request body: {}", e.body_text()));
+                ApiError::with_status(error, status)
+            })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        // serde_json's messages name the field and position, not the input.
+        serde_json::from_slice(bytes)
+            .map(JsonBody)
+            .map_err(|e| Error::invalid_input(format!("invalid JSON body: {e}")).into())
+    }
+}
+
+/// Runs engine work in its own task: a dropped request (client gone,
+/// timeout) does not cancel it halfway.
+async fn detached<T, F>(work: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: Future<Output = rotation_core::Result<T>> + Send + 'static,
+{
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::new(Reason::RotationFailed, format!("the operation's task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+fn engine(state: &AppState, caller: &Caller) -> Engine {
+    state.engine(caller.actor())
+}
+
+fn created<T: Serialize>(value: T) -> Response {
+    (StatusCode::CREATED, Json(value)).into_response()
+}
+
+async fn not_found() -> ApiError {
+    Error::not_found("no such route").into()
+}
+
+// ---------------------------------------------------------------- operations
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.get_meta(rotation_app::KEK_META).await {
+        Ok(Some(_)) => Json(json!({"status": "ready"})).into_response(),
+        Ok(None) => ApiError::with_status(
+            Error::backend("the store is not initialised"),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .into_response(),
+        Err(e) => ApiError::with_status(e, StatusCode::SERVICE_UNAVAILABLE).into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    metrics::refresh_gauges(&state.engine("metrics".into())).await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        metrics::render(),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------- authorities
+
+#[derive(Deserialize)]
+struct CreateAuthority {
+    id: String,
+    name: Option<String>,
+    rotation_period_days: Option<u32>,
+    grace_period_hours: Option<u32>,
+}
+
+async fn create_authority(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateAuthority>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let engine = engine(&state, &caller);
+    let id = AuthorityId::parse(body.id)?;
+    let new = NewAuthority {
+        id: id.clone(),
+        name: body.name,
+        rotation_period_days: body.rotation_period_days,
+        grace_period_hours: body.grace_period_hours,
+    };
+    let e = engine.clone();
+    detached(async move { e.create_authority(new).await }).await?;
+    Ok(created(authority_view(&engine, &id).await?))
+}
+
+async fn authority_view(engine: &Engine, id: &AuthorityId) -> ApiResult<AuthorityView> {
+    let authority = engine.authority(id).await?;
+    let now = engine.now();
+    let keys = engine.keys(id).await?.iter().map(|k| KeyView::new(k, now)).collect();
+    Ok(AuthorityView { authority, keys })
+}
+
+async fn list_authorities(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).list_authorities().await?).into_response())
+}
+
+async fn show_authority(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AuthorityView>> {
+    caller.require(Role::Viewer)?;
+    let id = AuthorityId::parse(id)?;
+    Ok(Json(authority_view(&engine(&state, &caller), &id).await?))
+}
+
+#[derive(Deserialize)]
+struct RotateBody {
+    grace_period_hours: Option<u32>,
+    /// Idempotency token: a retried request with the same id reports the same run.
+    rotation_id: Option<String>,
+}
+
+async fn rotate_authority(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RotateBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let engine = engine(&state, &caller);
+    let mut request = RotateRequest::new(AuthorityId::parse(id)?);
+    request.grace_period_hours = body.grace_period_hours;
+    request.rotation_id = body
+        .rotation_id
+        .map(|r| {
+            r.parse::<RotationId>()
+                .map_err(|_| Error::invalid_input(format!("rotation_id {r:?} is not a UUID")))
+        })
+        .transpose()?;
+    let started = Instant::now();
+    let result = detached(async move { engine.rotate_key(request).await }).await;
+    metrics::record_rotation("authority", &result, started.elapsed());
+    Ok(Json(result?).into_response())
+}
+
+#[derive(Deserialize)]
+struct ScheduleBody {
+    at: String,
+}
+
+async fn schedule_authority(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ScheduleBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let authority = AuthorityId::parse(id)?;
+    let at = chrono::DateTime::parse_from_rfc3339(&body.at)
+        .map_err(|e| Error::invalid_input(format!("at {:?} is not an RFC 3339 time: {e}", body.at)))?
+        .with_timezone(&chrono::Utc);
+    let rotation_id = engine(&state, &caller).schedule_rotation(&authority, at).await?;
+    Ok(created(json!({
+        "rotation_id": rotation_id.to_string(),
+        "authority_id": authority.to_string(),
+        "due_at": rotation_core::time::rfc3339(rotation_core::time::truncate(at)),
+    })))
+}
+
+async fn authority_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    let status = engine(&state, &caller)
+        .get_rotation_status(&AuthorityId::parse(id)?)
+        .await?;
+    Ok(Json(status).into_response())
+}
+
+#[derive(Deserialize)]
+struct RevokeBody {
+    #[serde(default)]
+    force: bool,
+    reason: Option<String>,
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<RevokeBody>,
+) -> ApiResult<Json<KeyView>> {
+    caller.require(if body.force { Role::Admin } else { Role::Operator })?;
+    let engine = engine(&state, &caller);
+    let key = engine
+        .revoke_old_key(
+            &AuthorityId::parse(id)?,
+            &KeyId::parse(key_id)?,
+            RevokeOptions {
+                force: body.force,
+                reason: body.reason,
+            },
+        )
+        .await?;
+    Ok(Json(KeyView::new(&key, engine.now())))
+}
+
+/// The public keys, without authentication. `max-age` never outlasts the
+/// soonest grace period end, so a cache drops a key no later than
+/// verification stops accepting it.
+async fn jwks(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let engine = state.engine("jwks".into());
+    let id = AuthorityId::parse(id)?;
+    let jwks = engine.jwks(&id).await?;
+    let now = engine.now();
+    let soonest_grace_end = engine
+        .keys(&id)
+        .await?
+        .iter()
+        .filter_map(|k| k.grace_until)
+        .filter(|until| *until > now)
+        .min();
+    let max_age = soonest_grace_end
+        .map(|until| (until - now).num_seconds().clamp(0, JWKS_MAX_AGE))
+        .unwrap_or(JWKS_MAX_AGE);
+    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+    Ok(([(header::CACHE_CONTROL, cache)], Json(jwks)).into_response())
+}
+
+// ---------------------------------------------------------------- chains
+
+#[derive(Deserialize)]
+struct IssueBody {
+    agent_id: String,
+    authority_id: String,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    delegate_to: Option<String>,
+}
+
+async fn issue_chain(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<IssueBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let request = IssueRequest {
+        agent_id: AgentId::parse(body.agent_id)?,
+        authority_id: AuthorityId::parse(body.authority_id)?,
+        capabilities: body.capabilities,
+        delegate_to: body.delegate_to.map(AgentId::parse).transpose()?,
+    };
+    let engine = engine(&state, &caller);
+    let records = detached(async move { engine.issue_chain(request).await }).await?;
+    Ok(created(records.iter().map(RecordView::from).collect::<Vec<_>>()))
+}
+
+#[derive(Deserialize)]
+struct ChainQuery {
+    authority: Option<String>,
+    agent: Option<String>,
+}
+
+async fn list_chains(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ChainQuery>,
+) -> ApiResult<Json<Vec<RecordView>>> {
+    caller.require(Role::Viewer)?;
+    let engine = engine(&state, &caller);
+    let query = RecordQuery {
+        agent: q.agent.map(AgentId::parse).transpose()?,
+        authority: q.authority.map(AuthorityId::parse).transpose()?,
+        ..RecordQuery::default()
+    };
+    if let Some(a) = &query.authority {
+        engine.authority(a).await?;
+    }
+    let records = engine.list_records(&query).await?;
+    Ok(Json(records.iter().map(RecordView::from).collect()))
+}
+
+async fn verify_chain(State(state): State<AppState>, caller: Caller, Path(agent): Path<String>) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    let verdict = engine(&state, &caller)
+        .verify_agent_chain(&AgentId::parse(agent)?)
+        .await?;
+    Ok(Json(verdict).into_response())
+}
+
+async fn verify_all_chains(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    let verdicts = engine(&state, &caller).verify_all_chains().await?;
+    let invalid = verdicts.iter().filter(|v| !v.valid).count();
+    Ok(Json(json!({"valid": invalid == 0, "invalid": invalid, "chains": verdicts})).into_response())
+}
+
+// ---------------------------------------------------------------- keyrings and values
+
+#[derive(Deserialize)]
+struct CreateKeyring {
+    name: String,
+}
+
+async fn create_keyring(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateKeyring>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let engine = engine(&state, &caller);
+    let name = KeyringName::parse(body.name)?;
+    let (e, n) = (engine.clone(), name.clone());
+    detached(async move { e.create_keyring(&n).await }).await?;
+    Ok(created(keyring_view(&engine, &name).await?))
+}
+
+async fn keyring_view(engine: &Engine, name: &KeyringName) -> ApiResult<KeyringView> {
+    let keyring = engine.keyring(name).await?;
+    let versions = engine.key_versions(name).await?.iter().map(VersionView::from).collect();
+    Ok(KeyringView {
+        keyring: keyring.name.to_string(),
+        current_version: keyring.current_version,
+        created_at: keyring.created_at,
+        rotated_at: keyring.rotated_at,
+        versions,
+    })
+}
+
+async fn list_keyrings(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).list_keyrings().await?).into_response())
+}
+
+async fn keyring_info(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<KeyringView>> {
+    caller.require(Role::Viewer)?;
+    let name = KeyringName::parse(name)?;
+    Ok(Json(keyring_view(&engine(&state, &caller), &name).await?))
+}
+
+#[derive(Deserialize)]
+struct RotateKeyringBody {
+    #[serde(default)]
+    dry_run: bool,
+    new_version: Option<u32>,
+}
+
+async fn rotate_keyring(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<RotateKeyringBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let name = KeyringName::parse(name)?;
+    let request = KeyringRotateRequest {
+        dry_run: body.dry_run,
+        new_version: body.new_version,
+        ..KeyringRotateRequest::default()
+    };
+    let engine = engine(&state, &caller);
+    let started = Instant::now();
+    let result = detached(async move { engine.rotate_keyring_with(&name, request).await }).await;
+    if !body.dry_run {
+        metrics::record_rotation("keyring", &result, started.elapsed());
+    }
+    Ok(Json(result?).into_response())
+}
+
+#[derive(Deserialize)]
+struct MigrateBody {
+    target_version: Option<u32>,
+    batch_size: Option<usize>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    retire_old: bool,
+}
+
+async fn migrate_keyring(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<MigrateBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let name = KeyringName::parse(name)?;
+    let options = MigrateOptions {
+        target_version: body.target_version,
+        batch_size: body.batch_size.unwrap_or(MigrateOptions::default().batch_size),
+        dry_run: body.dry_run,
+        force: body.force,
+        retire_old: body.retire_old,
+    };
+    let engine = engine(&state, &caller);
+    let report = detached(async move { engine.migrate_keyring(&name, &options, &|_| {}).await }).await?;
+    Ok(Json(report).into_response())
+}
+
+async fn keyring_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    let report = engine(&state, &caller)
+        .keyring_report(&KeyringName::parse(name)?)
+        .await?;
+    Ok(Json(report).into_response())
+}
+
+#[derive(Deserialize)]
+struct EncryptBody {
+    id: String,
+    /// UTF-8 plaintext; or `value_base64` for bytes.
+    value: Option<String>,
+    value_base64: Option<String>,
+}
+
+async fn encrypt_value(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<EncryptBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let name = KeyringName::parse(name)?;
+    let id = ValueId::parse(body.id)?;
+    let plaintext = zeroize::Zeroizing::new(match (body.value, body.value_base64) {
+        (Some(v), None) => v.into_bytes(),
+        (None, Some(b)) => STANDARD
+            .decode(b.as_bytes())
+            .map_err(|_| Error::invalid_input("value_base64 is not standard base64"))?,
+        _ => return Err(Error::invalid_input("give exactly one of value and value_base64").into()),
+    });
+    let stored = engine(&state, &caller).encrypt_value(&name, &id, &plaintext).await?;
+    Ok(created(ValueView::from(&stored)))
+}
+
+/// A decrypted value. `Debug` shows no plaintext.
+#[derive(Serialize)]
+struct Plaintext {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secret_text")]
+    value: Option<zeroize::Zeroizing<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secret_text")]
+    value_base64: Option<zeroize::Zeroizing<String>>,
+}
+
+fn secret_text<S: serde::Serializer>(text: &Option<zeroize::Zeroizing<String>>, s: S) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(t) => s.serialize_str(t.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+async fn decrypt_value(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    let name = KeyringName::parse(name)?;
+    let id = ValueId::parse(id)?;
+    let plaintext = engine(&state, &caller).decrypt_value(&name, &id).await?;
+    let (value, value_base64) = match std::str::from_utf8(&plaintext) {
+        Ok(text) => (Some(zeroize::Zeroizing::new(text.to_owned())), None),
+        Err(_) => (
+            None,
+            Some(zeroize::Zeroizing::new(STANDARD.encode(plaintext.as_slice()))),
+        ),
+    };
+    let mut response = Json(Plaintext {
+        id: id.to_string(),
+        value,
+        value_base64,
+    })
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+// ---------------------------------------------------------------- policies and schedules
+
+async fn list_policies(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).list_policies().await?).into_response())
+}
+
+async fn show_policy(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).policy(&name).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct PolicyBody {
+    trigger: Trigger,
+    #[serde(default)]
+    migrate: bool,
+    #[serde(default)]
+    retire_old: bool,
+}
+
+async fn set_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<PolicyBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    let engine = engine(&state, &caller);
+    let policy = engine
+        .set_policy(Policy {
+            name,
+            trigger: body.trigger,
+            migrate: body.migrate,
+            retire_old: body.retire_old,
+            updated_at: engine.now(),
+        })
+        .await?;
+    Ok(Json(policy).into_response())
+}
+
+async fn remove_policy(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    engine(&state, &caller).remove_policy(&name).await?;
+    Ok(Json(json!({"removed": name})).into_response())
+}
+
+#[derive(Deserialize)]
+struct ScheduleQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list_schedules(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ScheduleQuery>,
+) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).list_schedules(None, !q.all).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct AddSchedule {
+    target: String,
+    policy: String,
+}
+
+async fn add_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<AddSchedule>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let target: Target = body.target.parse()?;
+    let schedule = engine(&state, &caller)
+        .add_policy_schedule(target, &body.policy)
+        .await?;
+    Ok(created(schedule))
+}
+
+async fn run_due(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let engine = engine(&state, &caller);
+    let outcomes = detached(async move { engine.process_scheduled_rotations().await }).await?;
+    metrics::record_outcomes(&outcomes);
+    Ok(Json(outcomes).into_response())
+}
+
+// ---------------------------------------------------------------- audit and report
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+async fn audit_list(State(state): State<AppState>, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > AUDIT_LIMIT {
+        return Err(Error::invalid_input(format!("limit must be 1 to {AUDIT_LIMIT}")).into());
+    }
+    Ok(Json(engine(&state, &caller).audit_events(limit).await?).into_response())
+}
+
+async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).verify_audit().await?).into_response())
+}
+
+async fn report(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).compliance_report().await?).into_response())
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[derive(Deserialize)]
+struct CreateToken {
+    role: Role,
+    expires_in_days: Option<u32>,
+    description: Option<String>,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateToken>,
+) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    let (info, token) = state
+        .tokens
+        .create(body.role, body.expires_in_days, body.description)
+        .await?;
+    use secrecy::ExposeSecret as _;
+    let mut response = created(json!({"token": token.expose_secret(), "info": info}));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    Ok(Json(state.tokens.list().await?).into_response())
+}
+
+async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    Ok(Json(state.tokens.revoke(&id).await?).into_response())
+}

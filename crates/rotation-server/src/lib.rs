@@ -1,0 +1,192 @@
+//! `rotation-server`: the HTTP API over the same engine as the `rotation`
+//! CLI, with bearer tokens and roles, a scheduler worker and Prometheus
+//! metrics.
+//!
+//! **Architecture invariant: thin.** Handlers authenticate, parse, call one
+//! engine operation and shape JSON; every rule lives in `rotation-core`.
+//! Adapters are built by `rotation-app`, as for the CLI. Each request gets
+//! an engine whose audit actor is the caller's token (`token:<id>`).
+//! Rotations run in their own task, so a client that disconnects or times
+//! out never cancels a run halfway (and a run left behind is resumable
+//! anyway).
+
+mod api;
+pub mod auth;
+pub mod error;
+mod metrics;
+mod views;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rotation_app::Identity;
+use rotation_core::ports::{CryptoProvider, KeyCustody, StateStore};
+use rotation_core::time::Clock;
+use rotation_core::{Engine, Result};
+use rotation_crypto::{MasterSecret, RingCrypto};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use auth::{Caller, Role, TokenInfo, Tokens};
+
+/// Everything the server needs, resolved by the caller (the binary reads
+/// flags and environment; tests build it directly).
+pub struct ServerConfig {
+    /// Store URL (`sqlite://PATH` or `postgres://...`).
+    pub store: String,
+    /// The master secret that unlocks the store's key custody.
+    pub master_secret: MasterSecret,
+    /// How often the scheduler worker processes due schedules; `None` disables it.
+    pub scheduler_interval: Option<Duration>,
+    /// Name of this replica (lease owner prefix and scheduler actor).
+    pub worker_id: String,
+    /// Lease of the runs this server drives.
+    pub lease: chrono::TimeDelta,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// Requests taking longer are answered 408 (the work they started goes on).
+    pub request_timeout: Duration,
+    /// The clock (the system clock outside tests).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ServerConfig {
+    /// A configuration with defaults: scheduler every 30 s, 60 s leases,
+    /// 1 MiB bodies, 60 s request timeout, system clock.
+    pub fn new(store: impl Into<String>, master_secret: MasterSecret) -> Self {
+        ServerConfig {
+            store: store.into(),
+            master_secret,
+            scheduler_interval: Some(Duration::from_secs(30)),
+            worker_id: "server".into(),
+            lease: chrono::TimeDelta::seconds(60),
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+            clock: Arc::new(rotation_core::time::SystemClock),
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    store: Arc<dyn StateStore>,
+    custody: Arc<dyn KeyCustody>,
+    clock: Arc<dyn Clock>,
+    tokens: Tokens,
+    owner: String,
+    lease: chrono::TimeDelta,
+}
+
+impl AppState {
+    /// An engine acting as `actor`.
+    pub(crate) fn engine(&self, actor: String) -> Engine {
+        rotation_app::engine(
+            self.store.clone(),
+            self.custody.clone(),
+            self.clock.clone(),
+            Identity {
+                owner: self.owner.clone(),
+                actor,
+                lease: self.lease,
+            },
+        )
+    }
+}
+
+/// A running server.
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Graceful shutdown: stop the scheduler worker (a pass in progress
+    /// finishes), stop accepting connections, finish in-flight requests.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after [`RunningServer::shutdown`] or a
+    /// signal given to [`start`]).
+    pub async fn wait(self) -> Result<()> {
+        if let Some(worker) = self.worker {
+            let _ = worker.await;
+        }
+        match self.server.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(rotation_core::Error::backend(format!("HTTP server failed: {e}"))),
+            Err(e) => Err(rotation_core::Error::backend(format!("HTTP server task failed: {e}"))),
+        }
+    }
+
+    /// A handle that triggers the same graceful shutdown as [`RunningServer::shutdown`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+}
+
+/// Triggers a graceful shutdown from elsewhere (e.g. a signal handler).
+#[derive(Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    /// Starts the graceful shutdown.
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Opens the store, unlocks the custody (a wrong master secret fails
+/// here, before anything listens), and serves on `listener` with the
+/// scheduler worker running beside the HTTP server.
+pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<RunningServer> {
+    let store = rotation_app::open_store(&config.store, false).await?;
+    let custody: Arc<dyn KeyCustody> =
+        Arc::new(rotation_crypto::master_key::unlock(store.as_ref(), &config.master_secret).await?);
+    let crypto: Arc<dyn CryptoProvider> = Arc::new(RingCrypto::new());
+    let state = AppState {
+        tokens: Tokens::new(store.clone(), crypto, config.clock.clone()),
+        store,
+        custody,
+        clock: config.clock.clone(),
+        owner: rotation_app::process_owner(&format!("server:{}", config.worker_id)),
+        lease: config.lease,
+    };
+    metrics::init();
+    let addr = listener
+        .local_addr()
+        .map_err(|e| rotation_core::Error::backend(format!("cannot read the listening address: {e}")))?;
+    let (shutdown, rx) = watch::channel(false);
+    let worker = config.scheduler_interval.map(|interval| {
+        let engine = state.engine(format!("scheduler:{}", config.worker_id));
+        tokio::spawn(worker::run(engine, interval, rx.clone()))
+    });
+    let app = api::router(state, config.body_limit, config.request_timeout);
+    let mut server_rx = rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "rotation-server listening");
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        server,
+        worker,
+    })
+}

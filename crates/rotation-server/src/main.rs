@@ -1,0 +1,198 @@
+//! `rotation-server`: serves the HTTP API and runs the scheduler worker;
+//! `rotation-server token create|list|revoke` manages bearer tokens.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use rotation_core::ports::CryptoProvider;
+use rotation_core::{Error, Result};
+use rotation_crypto::RingCrypto;
+use rotation_server::{Role, ServerConfig, Tokens};
+use secrecy::ExposeSecret as _;
+use tracing_subscriber::EnvFilter;
+
+/// Rotation engine HTTP server.
+#[derive(Parser)]
+#[command(name = "rotation-server", version)]
+struct Cli {
+    /// Store URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    #[arg(
+        long,
+        env = "ROTATION_STORE",
+        default_value = "sqlite://./rotation-data/rotation.db",
+        global = true
+    )]
+    store: String,
+    /// Master key file (default: master.key beside a SQLite store, ./rotation-data/master.key for PostgreSQL).
+    /// A store protected by a password takes ROTATION_MASTER_PASSWORD instead.
+    #[arg(long, env = "ROTATION_MASTER_KEY_FILE", global = true)]
+    master_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ROTATION_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Seconds between scheduler passes; 0 disables the worker.
+    #[arg(long, env = "ROTATION_SCHEDULER_INTERVAL_SECONDS", default_value_t = 30)]
+    scheduler_interval_seconds: u64,
+    /// Name of this replica (lease owner and scheduler actor).
+    #[arg(long, env = "ROTATION_WORKER_ID", default_value = "server")]
+    worker_id: String,
+    /// Lease of a run in seconds: another replica takes over a run this long after its owner stopped.
+    #[arg(long, env = "ROTATION_LEASE_SECONDS", default_value_t = 60)]
+    lease_seconds: u32,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "ROTATION_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    body_limit_bytes: usize,
+    /// Request timeout in seconds (rotations started go on in the background).
+    #[arg(long, env = "ROTATION_REQUEST_TIMEOUT_SECONDS", default_value_t = 60)]
+    request_timeout_seconds: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Manage bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once and stored only hashed.
+    Create {
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// Days until the token expires (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        /// What the token is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id; it stops working at once.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_env("ROTATION_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error[backend_unavailable]: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error[{}]: {}", error.reason, error.message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None | Some(Command::Serve) => serve(&cli.store, cli.master_key_file, cli.serve).await,
+        Some(Command::Token(command)) => token(&cli.store, command).await,
+    }
+}
+
+async fn serve(store: &str, key_file: Option<PathBuf>, args: ServeArgs) -> Result<()> {
+    let key_file = match key_file {
+        Some(p) => p,
+        None => rotation_app::default_key_file(store)?,
+    };
+    let params = {
+        let s = rotation_app::open_store(store, false).await?;
+        rotation_crypto::master_key::current_params(s.as_ref()).await?
+    };
+    let secret = rotation_app::master_secret(Some(&params), &key_file)?;
+    let mut config = ServerConfig::new(store, secret);
+    config.scheduler_interval =
+        (args.scheduler_interval_seconds > 0).then(|| Duration::from_secs(args.scheduler_interval_seconds));
+    config.worker_id = args.worker_id;
+    config.lease = chrono::TimeDelta::seconds(i64::from(args.lease_seconds.max(1)));
+    config.body_limit = args.body_limit_bytes;
+    config.request_timeout = Duration::from_secs(args.request_timeout_seconds.max(1));
+    config.clock = rotation_app::clock_from_env()?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| Error::backend(format!("cannot listen on {}: {e}", args.listen)))?;
+    let server = rotation_server::start(config, listener).await?;
+    let handle = server.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and the scheduler pass");
+        handle.trigger();
+    });
+    server.wait().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn token(store: &str, command: TokenCommand) -> Result<()> {
+    let store = rotation_app::open_store(store, false).await?;
+    let crypto: Arc<dyn CryptoProvider> = Arc::new(RingCrypto::new());
+    let tokens = Tokens::new(store, crypto, rotation_app::clock_from_env()?);
+    let print = |value: serde_json::Value| {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    };
+    match command {
+        TokenCommand::Create {
+            role,
+            expires_in_days,
+            description,
+        } => {
+            let role: Role = role.parse()?;
+            let (info, token) = tokens.create(role, expires_in_days, description).await?;
+            eprintln!("token {} ({}) created; it is shown only now:", info.id, info.role);
+            println!("{}", token.expose_secret());
+        }
+        TokenCommand::List => print(serde_json::to_value(tokens.list().await?).unwrap_or_default()),
+        TokenCommand::Revoke { id } => print(serde_json::to_value(tokens.revoke(&id).await?).unwrap_or_default()),
+    }
+    Ok(())
+}

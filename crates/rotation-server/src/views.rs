@@ -1,0 +1,145 @@
+//! Response shapes that differ from the core types: key material and
+//! custody handles never appear, binary fields are base64url.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rotation_core::authority::{Authority, EffectiveKeyState, SigningKey};
+use rotation_core::chain::TrustRecord;
+use rotation_core::keyring::{KeyVersion, SealedValue};
+use rotation_core::time::Timestamp;
+use serde::Serialize;
+
+/// A signing key as shown (never the private half).
+#[derive(Debug, Serialize)]
+pub(crate) struct KeyView {
+    key_id: String,
+    algorithm: String,
+    state: EffectiveKeyState,
+    public_key: String,
+    custody: String,
+    created_at: Timestamp,
+    activated_at: Option<Timestamp>,
+    rotated_at: Option<Timestamp>,
+    grace_until: Option<Timestamp>,
+    revoked_at: Option<Timestamp>,
+    revocation_reason: Option<String>,
+}
+
+impl KeyView {
+    pub(crate) fn new(key: &SigningKey, now: Timestamp) -> Self {
+        KeyView {
+            key_id: key.key_id.to_string(),
+            algorithm: key.algorithm.clone(),
+            state: key.effective_state(now),
+            public_key: URL_SAFE_NO_PAD.encode(&key.public_key),
+            custody: key.custody.custody.clone(),
+            created_at: key.created_at,
+            activated_at: key.activated_at,
+            rotated_at: key.rotated_at,
+            grace_until: key.grace_until,
+            revoked_at: key.revoked_at,
+            revocation_reason: key.revocation_reason.clone(),
+        }
+    }
+}
+
+/// An authority with its keys.
+#[derive(Debug, Serialize)]
+pub(crate) struct AuthorityView {
+    #[serde(flatten)]
+    pub(crate) authority: Authority,
+    pub(crate) keys: Vec<KeyView>,
+}
+
+/// A trust-chain record: the signed `body`, `key_id` and base64url
+/// `signature`, enough to check it against the JWKS.
+#[derive(Debug, Serialize)]
+pub(crate) struct RecordView {
+    id: String,
+    agent_id: String,
+    authority_id: String,
+    kind: &'static str,
+    key_id: String,
+    signature: String,
+    body: serde_json::Value,
+    issued_at: Timestamp,
+    signed_at: Timestamp,
+}
+
+impl From<&TrustRecord> for RecordView {
+    fn from(r: &TrustRecord) -> Self {
+        RecordView {
+            id: r.id.to_string(),
+            agent_id: r.agent_id.to_string(),
+            authority_id: r.authority_id.to_string(),
+            kind: r.kind.as_str(),
+            key_id: r.key_id.to_string(),
+            signature: URL_SAFE_NO_PAD.encode(&r.signature),
+            body: r.body.clone(),
+            issued_at: r.issued_at,
+            signed_at: r.signed_at,
+        }
+    }
+}
+
+/// A keyring version (no wrapped key).
+#[derive(Debug, Serialize)]
+pub(crate) struct VersionView {
+    version: u32,
+    state: &'static str,
+    created_at: Timestamp,
+    activated_at: Option<Timestamp>,
+    rotated_at: Option<Timestamp>,
+    retired_at: Option<Timestamp>,
+    usage_count: u64,
+    custody: String,
+}
+
+impl From<&KeyVersion> for VersionView {
+    fn from(v: &KeyVersion) -> Self {
+        VersionView {
+            version: v.version,
+            state: v.state.as_str(),
+            created_at: v.created_at,
+            activated_at: v.activated_at,
+            rotated_at: v.rotated_at,
+            retired_at: v.retired_at,
+            usage_count: v.usage_count,
+            custody: v.wrapped.custody.clone(),
+        }
+    }
+}
+
+/// A keyring and its versions.
+#[derive(Debug, Serialize)]
+pub(crate) struct KeyringView {
+    pub(crate) keyring: String,
+    pub(crate) current_version: u32,
+    pub(crate) created_at: Timestamp,
+    pub(crate) rotated_at: Option<Timestamp>,
+    pub(crate) versions: Vec<VersionView>,
+}
+
+/// A stored value without its plaintext: the sealed text form.
+#[derive(Debug, Serialize)]
+pub(crate) struct ValueView {
+    id: String,
+    keyring: String,
+    key_version: u32,
+    sealed: String,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<&SealedValue> for ValueView {
+    fn from(v: &SealedValue) -> Self {
+        ValueView {
+            id: v.id.to_string(),
+            keyring: v.keyring.to_string(),
+            key_version: v.key_version,
+            sealed: format!("rot:v{}:{}", v.key_version, URL_SAFE_NO_PAD.encode(&v.sealed)),
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The scheduler worker: every interval, resumes runs whose lease expired
+//! and runs due schedules (`Engine::process_scheduled_rotations`). Claims
+//! and leases live in the store, so any number of replicas may run it.
+//! On shutdown it stops between passes; a pass in progress finishes.
+
+use std::time::Duration;
+
+use rotation_core::Engine;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::metrics;
+
+/// Runs passes until `shutdown` turns true.
+pub(crate) async fn run(engine: Engine, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        // Not raced against shutdown: a pass runs to the end.
+        match engine.process_scheduled_rotations().await {
+            Ok(outcomes) => {
+                metrics::record_outcomes(&outcomes);
+                for o in &outcomes {
+                    if o.result.is_some() {
+                        tracing::info!(rotation_id = %o.rotation_id, target = %o.target, "scheduled rotation completed");
+                    } else if !o.skipped {
+                        tracing::warn!(
+                            rotation_id = %o.rotation_id,
+                            target = %o.target,
+                            reason = o.error_reason.as_deref().unwrap_or(""),
+                            deferred = o.deferred,
+                            "scheduled rotation did not complete"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(reason = %e.reason, message = %e.message, "scheduler pass failed"),
+        }
+    }
+    tracing::info!("scheduler worker stopped");
+}

@@ -1,0 +1,149 @@
+//! Tokens and roles: 401 for missing, malformed, wrong, unknown, revoked
+//! and expired tokens (one answer for all), 403 for a role too low.
+
+use chrono::TimeDelta;
+use reqwest::{Method, StatusCode};
+use rotation_server::Role;
+use secrecy::ExposeSecret as _;
+use serde_json::json;
+
+use crate::support::{TestServer, assert_error};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_wrong_unknown_revoked_and_expired_tokens_are_401() {
+    let s = TestServer::sqlite().await;
+    let no_token = s.call(Method::GET, "/v1/authorities", None, None).await;
+    assert_error(&no_token, StatusCode::UNAUTHORIZED, "unauthorized");
+    let response = s.client.get(format!("{}/v1/authorities", s.base)).send().await.unwrap();
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+
+    // Right id, wrong secret; unknown id; not a token at all.
+    let (id_part, _) = s.viewer.rsplit_once('_').unwrap();
+    let wrong_secret = format!("{id_part}_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let unknown = "rot_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let mut messages = Vec::new();
+    for token in [wrong_secret.as_str(), unknown, "hello", ""] {
+        let got = s.get("/v1/authorities", token).await;
+        assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized");
+        messages.push(got.1["message"].clone());
+    }
+    assert!(
+        messages.windows(2).all(|w| w[0] == w[1]),
+        "one message for every failure"
+    );
+    let basic = s
+        .client
+        .get(format!("{}/v1/authorities", s.base))
+        .basic_auth("admin", Some(&s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
+
+    // Revoked: stops working at once.
+    let (info, token) = s.tokens.create(Role::Viewer, None, None).await.unwrap();
+    let token = token.expose_secret().to_owned();
+    assert_eq!(s.get("/v1/authorities", &token).await.0, StatusCode::OK);
+    let (status, revoked) = s
+        .call(Method::DELETE, &format!("/v1/tokens/{}", info.id), Some(&s.admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert!(revoked["revoked_at"].is_string());
+    assert_error(
+        &s.get("/v1/authorities", &token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+
+    // Expired.
+    let (_, token) = s.tokens.create(Role::Viewer, Some(1), None).await.unwrap();
+    let token = token.expose_secret().to_owned();
+    assert_eq!(s.get("/v1/authorities", &token).await.0, StatusCode::OK);
+    s.clock.advance(TimeDelta::days(1));
+    assert_error(
+        &s.get("/v1/authorities", &token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_viewer_cannot_rotate_operator_cannot_administer() {
+    let s = TestServer::sqlite().await;
+    s.post("/v1/authorities", &s.operator, json!({"id": "org-acme"})).await;
+    assert_error(
+        &s.post("/v1/authorities/org-acme/rotate", &s.viewer, json!({})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &s.post("/v1/authorities", &s.viewer, json!({"id": "org-other"})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let at = (s.now() + TimeDelta::hours(1)).to_rfc3339();
+    assert_error(
+        &s.post("/v1/authorities/org-acme/schedule", &s.viewer, json!({"at": at}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    for (status, token) in [
+        (StatusCode::FORBIDDEN, &s.viewer),
+        (StatusCode::FORBIDDEN, &s.operator),
+        (StatusCode::OK, &s.admin),
+    ] {
+        assert_eq!(s.get("/v1/tokens", token).await.0, status);
+    }
+    // The viewer still reads.
+    for path in [
+        "/v1/authorities",
+        "/v1/authorities/org-acme",
+        "/v1/authorities/org-acme/status",
+        "/v1/audit",
+        "/v1/report",
+        "/v1/schedules",
+        "/v1/policies",
+        "/v1/keyrings",
+        "/v1/chains",
+    ] {
+        assert_eq!(s.get(path, &s.viewer).await.0, StatusCode::OK, "{path}");
+    }
+
+    // Admins create tokens over the API; the secret is shown once, never listed.
+    let (status, created) = s
+        .post(
+            "/v1/tokens",
+            &s.admin,
+            json!({"role": "operator", "expires_in_days": 7}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("rot_"));
+    assert_eq!(
+        s.post("/v1/authorities/org-acme/rotate", &token, json!({})).await.0,
+        StatusCode::OK
+    );
+    let (_, list) = s.get("/v1/tokens", &s.admin).await;
+    let text = list.to_string();
+    assert_eq!(list.as_array().unwrap().len(), 4);
+    assert!(
+        !text.contains(token.rsplit_once('_').unwrap().1),
+        "no secret in the list"
+    );
+    assert!(!text.contains("hash"), "no hash in the list");
+    assert_error(
+        &s.post("/v1/tokens", &s.admin, json!({"role": "root"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    );
+    assert_error(
+        &s.call(Method::DELETE, "/v1/tokens/ffffffffffffffff", Some(&s.admin), None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    s.stop().await;
+}

@@ -1,0 +1,9 @@
+//! Integration tests of `rotation-server` over real sockets: the server
+//! runs in-process on 127.0.0.1:0 against a temporary SQLite store (one
+//! test on PostgreSQL from `DATABASE_URL`), and reqwest calls it.
+
+mod api;
+mod auth;
+mod ops;
+mod postgres;
+mod support;

@@ -1,0 +1,144 @@
+//! Health, readiness, metrics, body limits, unknown routes, the scheduler
+//! worker and graceful shutdown.
+
+use std::time::{Duration, Instant};
+
+use chrono::TimeDelta;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{Options, TestServer, assert_error};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_unknown_routes() {
+    let s = TestServer::sqlite().await;
+    let health = s.client.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(health.headers().contains_key("x-request-id"));
+    let ready = s.client.get(format!("{}/readyz", s.base)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    s.post(
+        "/v1/authorities",
+        &s.operator,
+        json!({"id": "org-acme", "grace_period_hours": 1}),
+    )
+    .await;
+    s.post("/v1/authorities/org-acme/rotate", &s.operator, json!({})).await;
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"rotation_rotations_total{kind="authority",outcome="completed"}"#),
+        "{text}"
+    );
+    assert!(text.contains("rotation_rotation_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("rotation_keys_in_grace"), "{text}");
+    assert!(text.contains("rotation_active_runs"), "{text}");
+
+    assert_error(
+        &s.get("/v1/nothing", &s.viewer).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_refused_with_413() {
+    let s = TestServer::sqlite_with(Options {
+        body_limit: 4096,
+        ..Options::default()
+    })
+    .await;
+    s.post("/v1/keyrings", &s.operator, json!({"name": "big"})).await;
+    let big = "x".repeat(8192);
+    let got = s
+        .post("/v1/keyrings/big/values", &s.operator, json!({"id": "v", "value": big}))
+        .await;
+    assert_eq!(got.0, StatusCode::PAYLOAD_TOO_LARGE, "{}", got.1);
+    // Without a Content-Length (streamed), the limit holds too.
+    let chunks: Vec<Result<String, std::io::Error>> = (0..16).map(|_| Ok("y".repeat(1024))).collect();
+    let response = s
+        .client
+        .post(format!("{}/v1/keyrings/big/values", s.base))
+        .bearer_auth(&s.operator)
+        .body(reqwest::Body::wrap_stream(futures_stream(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let small = s
+        .post(
+            "/v1/keyrings/big/values",
+            &s.operator,
+            json!({"id": "v", "value": "small"}),
+        )
+        .await;
+    assert_eq!(small.0, StatusCode::CREATED, "{}", small.1);
+    assert_error(
+        &s.call(reqwest::Method::POST, "/v1/keyrings", Some(&s.operator), None)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    );
+    s.stop().await;
+}
+
+fn futures_stream(
+    items: Vec<Result<String, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<String, std::io::Error>> + Send + 'static {
+    struct Iter(std::vec::IntoIter<Result<String, std::io::Error>>);
+    impl futures_core::Stream for Iter {
+        type Item = Result<String, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Iter(items.into_iter())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_worker_runs_due_rotations_and_stops_on_shutdown() {
+    let s = TestServer::sqlite_with(Options {
+        scheduler_interval: Some(Duration::from_millis(100)),
+        ..Options::default()
+    })
+    .await;
+    s.post("/v1/authorities", &s.operator, json!({"id": "org-acme"})).await;
+    let at = (s.now() + TimeDelta::minutes(5)).to_rfc3339();
+    let (status, scheduled) = s
+        .post("/v1/authorities/org-acme/schedule", &s.operator, json!({"at": at}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    s.clock.advance(TimeDelta::minutes(6));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, st) = s.get("/v1/authorities/org-acme/status", &s.viewer).await;
+        if st["last_rotation"].is_string() {
+            assert!(st["next_scheduled"].is_null(), "{st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker did not rotate: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, events) = s.get("/v1/audit?limit=20", &s.viewer).await;
+    let completed = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "rotation_completed")
+        .expect("rotation_completed");
+    assert_eq!(completed["rotation_id"], scheduled["rotation_id"]);
+    let shutdown = tokio::time::timeout(Duration::from_secs(10), s.stop()).await;
+    assert!(shutdown.is_ok(), "graceful shutdown finishes");
+}
