@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod binary;
 mod ops;
 mod postgres;
 mod support;

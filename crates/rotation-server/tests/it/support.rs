@@ -25,8 +25,24 @@ pub(crate) struct TestServer {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// The master key file contents every test store uses.
+pub(crate) const KEY_BYTES: [u8; 32] = [7u8; 32];
+
 fn secret() -> MasterSecret {
-    MasterSecret::KeyFile(SecretBox::new(Box::new(vec![7u8; 32])))
+    MasterSecret::KeyFile(SecretBox::new(Box::new(KEY_BYTES.to_vec())))
+}
+
+/// Creates and initialises the store at `url` (as `rotation init` would)
+/// under the key file [`KEY_BYTES`].
+pub(crate) async fn init_store(url: &str) -> Arc<dyn rotation_core::ports::StateStore> {
+    let store = rotation_app::open_store(url, true).await.unwrap();
+    let (_kek, params) = Kek::create(&secret()).unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.put_meta(rotation_app::KEK_META, &serde_json::to_vec(&params).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    store
 }
 
 /// Options of a test server.
@@ -59,13 +75,7 @@ impl TestServer {
 
     /// A server on the (new, empty) store at `url`.
     pub(crate) async fn start(url: String, dir: Option<tempfile::TempDir>, options: Options) -> TestServer {
-        let store = rotation_app::open_store(&url, true).await.unwrap();
-        let (_kek, params) = Kek::create(&secret()).unwrap();
-        let mut tx = store.begin().await.unwrap();
-        tx.put_meta(rotation_app::KEK_META, &serde_json::to_vec(&params).unwrap())
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
+        let store = init_store(&url).await;
         let clock = Arc::new(SettableClock::new(truncate(chrono::Utc::now())));
         let crypto: Arc<dyn CryptoProvider> = Arc::new(RingCrypto::new());
         let tokens = Tokens::new(store, crypto, clock.clone());
