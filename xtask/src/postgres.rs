@@ -194,7 +194,7 @@ fn find_binaries() -> Result<PathBuf> {
             Ok(dir)
         } else {
             Err(format!(
-                "PG_BIN={} does not hold initdb, pg_ctl and postgres",
+                "PG_BIN={} does not hold initdb, pg_ctl and postgres; install them: apt-get install postgresql",
                 dir.display()
             ))
         };
