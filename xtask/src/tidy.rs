@@ -6,6 +6,7 @@ use crate::root;
 
 /// Library crates: no printing to stdout/stderr, only `tracing`.
 const LIBRARIES: &[&str] = &[
+    "rotation-app",
     "rotation-core",
     "rotation-crypto",
     "rotation-store-pg",
