@@ -447,8 +447,7 @@ impl Engine {
             .store
             .list_values(name, Some(target), None, options.batch_size)
             .await?;
-        loop {
-            let Some(last) = page.last() else { break };
+        while let Some(last) = page.last() {
             let after = last.id.clone();
             let aads: Vec<Vec<u8>> = page.iter().map(|v| value_aad(name, &v.id)).collect();
             let items: Vec<(&[u8], &[u8])> = aads
