@@ -86,6 +86,17 @@ pub(super) async fn keyrings_and_versions(store: Arc<dyn StateStore>) {
     };
     let mut tx = store.begin().await.must(what);
     tx.insert_keyring(&k).await.must("keyrings: insert");
+    tx.insert_key_version(&version("payments", 1, VersionState::Current))
+        .await
+        .must("versions: insert v1");
+    tx.insert_key_version(&version("payments", 2, VersionState::Pending))
+        .await
+        .must("versions: insert v2");
+    tx.commit().await.must(what);
+
+    // Each expected failure in a transaction of its own: after a failed
+    // call a transaction is dropped, never reused (PostgreSQL aborts it).
+    let mut tx = store.begin().await.must(what);
     expect_reason(
         tx.insert_keyring(&k).await,
         Reason::AlreadyExists,
@@ -93,20 +104,37 @@ pub(super) async fn keyrings_and_versions(store: Arc<dyn StateStore>) {
     );
     drop(tx);
     let mut tx = store.begin().await.must(what);
-    tx.insert_keyring(&k).await.must("keyrings: insert");
-    tx.insert_key_version(&version("payments", 1, VersionState::Current))
-        .await
-        .must("versions: insert v1");
-    tx.insert_key_version(&version("payments", 2, VersionState::Pending))
-        .await
-        .must("versions: insert v2");
     expect_reason(
         tx.insert_key_version(&version("payments", 2, VersionState::Pending))
             .await,
         Reason::AlreadyExists,
         "versions: duplicate",
     );
-    tx.commit().await.must(what);
+    drop(tx);
+    let mut tx = store.begin().await.must(what);
+    expect_reason(
+        tx.update_key_version(&version("payments", 9, VersionState::Active))
+            .await,
+        Reason::NotFound,
+        "versions: update missing",
+    );
+    drop(tx);
+    let mut tx = store.begin().await.must(what);
+    expect_reason(
+        tx.add_usage(&ring("payments"), 9, 1).await,
+        Reason::NotFound,
+        "usage of a missing version",
+    );
+    drop(tx);
+    let mut tx = store.begin().await.must(what);
+    let mut missing = k.clone();
+    missing.name = ring("nope");
+    expect_reason(
+        tx.update_keyring(&missing).await,
+        Reason::NotFound,
+        "keyrings: update missing",
+    );
+    drop(tx);
 
     assert_eq!(
         store.get_keyring(&ring("payments")).await.must(what),
@@ -137,17 +165,6 @@ pub(super) async fn keyrings_and_versions(store: Arc<dyn StateStore>) {
     let mut v1 = version("payments", 1, VersionState::Active);
     v1.rotated_at = Some(at(100));
     tx.update_key_version(&v1).await.must("versions: update");
-    expect_reason(
-        tx.update_key_version(&version("payments", 9, VersionState::Active))
-            .await,
-        Reason::NotFound,
-        "versions: update missing",
-    );
-    expect_reason(
-        tx.add_usage(&ring("payments"), 9, 1).await,
-        Reason::NotFound,
-        "usage of a missing version",
-    );
     tx.delete_key_version(&ring("payments"), 2)
         .await
         .must("versions: delete");
@@ -158,13 +175,6 @@ pub(super) async fn keyrings_and_versions(store: Arc<dyn StateStore>) {
     k2.current_version = 3;
     k2.rotated_at = Some(at(100));
     tx.update_keyring(&k2).await.must("keyrings: update");
-    let mut missing = k.clone();
-    missing.name = ring("nope");
-    expect_reason(
-        tx.update_keyring(&missing).await,
-        Reason::NotFound,
-        "keyrings: update missing",
-    );
     assert_eq!(
         tx.get_keyring(&ring("payments")).await.must(what),
         Some(k2.clone()),
@@ -314,11 +324,6 @@ pub(super) async fn policies_and_target_audit(store: Arc<dyn StateStore>) {
     let mut changed = policy.clone();
     changed.retire_old = true;
     tx.put_policy(&changed).await.must("policies: replace");
-    expect_reason(
-        tx.delete_policy("nope").await,
-        Reason::NotFound,
-        "policies: delete missing",
-    );
     let mut events: Vec<AuditEvent> = (1..=4).map(|seq| audit_event(seq, at(seq))).collect();
     events[1].target = "keyring:payments".into();
     events[3].target = "keyring:payments".into();
@@ -328,6 +333,13 @@ pub(super) async fn policies_and_target_audit(store: Arc<dyn StateStore>) {
     tx.commit().await.must(what);
     assert_eq!(store.get_policy("monthly").await.must(what), Some(changed.clone()));
     assert_eq!(store.list_policies().await.must(what), vec![changed]);
+    let mut tx = store.begin().await.must(what);
+    expect_reason(
+        tx.delete_policy("nope").await,
+        Reason::NotFound,
+        "policies: delete missing",
+    );
+    drop(tx);
     let for_target = store.list_audit_for_target("keyring:payments", 10).await.must(what);
     assert_eq!(
         for_target.iter().map(|e| e.seq).collect::<Vec<_>>(),
