@@ -28,7 +28,9 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring] [ARGS...]>");
+            eprintln!(
+                "usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring | keyring-pg] [ARGS...]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -155,9 +157,15 @@ fn bench(args: &[String]) -> Result {
             b.env("ROTATION_BENCH_STORE", &url);
             run("bench resign (PostgreSQL)", b)
         }
-        "keyring" => run("bench keyring", bench("keyring")),
+        "keyring" => run("bench keyring (SQLite)", bench("keyring")),
+        "keyring-pg" => {
+            let (url, _server) = database(Durability::Durable)?;
+            let mut b = bench("keyring");
+            b.env("ROTATION_BENCH_STORE", &url);
+            run("bench keyring (PostgreSQL)", b)
+        }
         other => Err(format!(
-            "unknown benchmark {other:?}; available: resign, resign-pg, keyring"
+            "unknown benchmark {other:?}; available: resign, resign-pg, keyring, keyring-pg"
         )),
     }
 }

@@ -2,7 +2,8 @@
 //! on the embedded SQLite store, rotate, migrate every value to the new
 //! version, and report values/s and the peak RSS of the process.
 //!
-//! `cargo xtask bench keyring [N] [BATCH]`; results go to `docs/BENCHMARKS.md`.
+//! `cargo xtask bench keyring [N] [BATCH]` (SQLite) or `cargo xtask bench
+//! keyring-pg [N] [BATCH]` (PostgreSQL); results go to `docs/BENCHMARKS.md`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,9 +13,10 @@ use rotation_core::ids::{KeyringName, ValueId};
 use rotation_core::time::SystemClock;
 use rotation_core::{Engine, EngineConfig};
 use rotation_crypto::{Kek, LocalCustody, MasterSecret, RingCrypto};
-use rotation_store_sqlite::SqliteStore;
 use secrecy::SecretBox;
 use zeroize::Zeroizing;
+
+mod common;
 
 fn main() {
     let mut numbers = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
@@ -42,8 +44,7 @@ fn peak_rss_mib() -> f64 {
 
 async fn run(n: usize, batch: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/bench.db", dir.path().display());
-    let store = Arc::new(SqliteStore::connect(&url, true).await.expect("store"));
+    let (store, bench_db) = common::open_store(dir.path()).await;
     let secret = MasterSecret::KeyFile(SecretBox::new(Box::new(vec![7u8; 32])));
     let (kek, _) = Kek::create(&secret).expect("kek");
     let engine = Engine::new(
@@ -98,4 +99,7 @@ async fn run(n: usize, batch: usize) {
         rss_after_import,
         peak_rss_mib()
     );
+    if let Some(db) = bench_db {
+        db.drop_now().await;
+    }
 }

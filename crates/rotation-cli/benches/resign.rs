@@ -14,14 +14,14 @@ use std::time::Instant;
 
 use rotation_core::engine::{IssueRequest, NewAuthority, RotateRequest};
 use rotation_core::ids::{AgentId, AuthorityId};
-use rotation_core::ports::{RecordQuery, StateStore};
+use rotation_core::ports::RecordQuery;
 use rotation_core::time::SystemClock;
 use rotation_core::{Engine, EngineConfig};
 use rotation_crypto::{Kek, LocalCustody, MasterSecret, RingCrypto};
-use rotation_store_pg::PgStore;
-use rotation_store_sqlite::SqliteStore;
 use secrecy::SecretBox;
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
+
+mod common;
 
 /// Records per page and per re-sign batch (the engine's default batch).
 const BATCH: usize = 1000;
@@ -90,80 +90,9 @@ fn main() {
     runtime.block_on(run(records));
 }
 
-/// A PostgreSQL database created for one run, dropped by [`BenchDb::drop_now`].
-struct BenchDb {
-    server: String,
-    name: String,
-    url: String,
-}
-
-impl BenchDb {
-    async fn create(server: &str) -> (BenchDb, String) {
-        let name = format!("rotation_bench_{}", std::process::id());
-        let mut admin = PgConnection::connect(server)
-            .await
-            .expect("connect to ROTATION_BENCH_STORE");
-        admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-            )))
-            .await
-            .expect("drop an old bench database");
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await
-            .expect("create the bench database");
-        let settings: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, setting FROM pg_settings WHERE name IN \
-             ('server_version', 'fsync', 'synchronous_commit', 'shared_buffers', 'wal_level') ORDER BY name",
-        )
-        .fetch_all(&mut admin)
-        .await
-        .expect("server settings");
-        let _ = admin.close().await;
-        let settings: Vec<String> = settings.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("store:   PostgreSQL ({})", settings.join(", "));
-        let start = server.find("://").map_or(0, |i| i + 3);
-        let end = server[start..].find('?').map_or(server.len(), |i| start + i);
-        let path = server[start..end].find('/').map_or(end, |i| start + i);
-        let url = format!("{}/{name}{}", &server[..path], &server[end..]);
-        (
-            BenchDb {
-                server: server.to_owned(),
-                name,
-                url: url.clone(),
-            },
-            url,
-        )
-    }
-
-    async fn drop_now(self) {
-        if let Ok(mut admin) = PgConnection::connect(&self.server).await {
-            let _ = admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.name
-                )))
-                .await;
-            let _ = admin.close().await;
-        }
-    }
-}
-
 async fn run(records: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, bench_db): (Arc<dyn StateStore>, Option<BenchDb>) = match std::env::var("ROTATION_BENCH_STORE") {
-        Ok(server) if server.starts_with("postgres://") || server.starts_with("postgresql://") => {
-            let (db, url) = BenchDb::create(&server).await;
-            (Arc::new(PgStore::connect(&url).await.expect("store")), Some(db))
-        }
-        Ok(other) if !other.is_empty() => panic!("ROTATION_BENCH_STORE must be a postgres:// URL, got {other:?}"),
-        _ => {
-            let url = format!("sqlite://{}/bench.db", dir.path().display());
-            println!("store:   SQLite (WAL, synchronous=NORMAL) in {}", dir.path().display());
-            (Arc::new(SqliteStore::connect(&url, true).await.expect("store")), None)
-        }
-    };
+    let (store, bench_db) = common::open_store(dir.path()).await;
     let mut meter = Meter {
         server: match &bench_db {
             Some(db) => PgConnection::connect(&db.url).await.ok(),
