@@ -672,3 +672,72 @@ fn a_server_that_goes_away_mid_rotation_is_backend_unavailable_and_the_run_resum
     assert_eq!(env.json(&["audit", "verify"])["valid"], true);
     resume_and_verify(&mut env, &before, &status["active_rotation_id"]);
 }
+
+/// A keyring migration on PostgreSQL killed with SIGKILL part-way: every
+/// value still decrypts (old or new version), and running it again in
+/// another process finishes the job.
+#[test]
+fn a_migration_killed_mid_way_on_postgres_finishes_when_run_again() {
+    const VALUES: usize = 40_000;
+    let env = PgEnv::init();
+    env.ok(&["keyring", "create", "payments"]);
+    let input = env.dir.path().join("values.jsonl");
+    let lines: Vec<String> = (0..VALUES)
+        .map(|i| serde_json::json!({"id": format!("v-{i:07}"), "value": format!("secret {i}")}).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    env.ok(&["value", "import", "--keyring", "payments", input.to_str().unwrap()]);
+    env.ok(&["keyring", "rotate", "payments"]);
+
+    let mut child = env
+        .cmd()
+        .args(["keyring", "migrate", "payments", "--batch-size", "50"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let on_new = || {
+        env.sql()
+            .count("SELECT COUNT(*) FROM sealed_values WHERE key_version = 2")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while on_new() == 0 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the migration finished before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "the migration never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let moved = on_new();
+    assert!(
+        moved > 0 && moved < VALUES as i64,
+        "killed part-way: {moved} of {VALUES}"
+    );
+    assert_eq!(
+        env.sql().count("SELECT COUNT(*) FROM sealed_values"),
+        VALUES as i64,
+        "no value lost"
+    );
+
+    let report = env.json(&["keyring", "migrate", "payments", "--batch-size", "1000"]);
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["total"], VALUES as u64);
+    assert_eq!(on_new(), VALUES as i64, "every value on the new version");
+    let exported = env.dir.path().join("out.jsonl");
+    env.ok(&[
+        "value",
+        "export",
+        "--keyring",
+        "payments",
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&exported).unwrap(),
+        std::fs::read_to_string(&input).unwrap()
+    );
+    assert_eq!(env.json(&["audit", "verify"])["valid"], true);
+}
