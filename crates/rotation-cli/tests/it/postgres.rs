@@ -741,3 +741,99 @@ fn a_migration_killed_mid_way_on_postgres_finishes_when_run_again() {
     );
     assert_eq!(env.json(&["audit", "verify"])["valid"], true);
 }
+
+/// The day-2 commands on PostgreSQL: quickstart, master-key rotation,
+/// report, imported keys, retirement, history, backup into a file and
+/// restore into another PostgreSQL database.
+#[test]
+fn day_two_commands_work_on_postgres() {
+    let env = PgEnv::init();
+    env.ok(&["quickstart"]);
+    env.ok(&["keyring", "create", "payments"]);
+    env.ok(&[
+        "value",
+        "encrypt",
+        "--keyring",
+        "payments",
+        "db/password",
+        "--value",
+        "s3cret",
+    ]);
+    let key_file = env.dir.path().join("imported.hex");
+    std::fs::write(&key_file, "11".repeat(32)).unwrap();
+    env.ok(&[
+        "keyring",
+        "import-key",
+        "payments",
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--version",
+        "7",
+    ]);
+    env.ok(&["keyring", "migrate", "payments", "--retire-old"]);
+    assert_eq!(env.json(&["keyring", "info", "payments"])["current_version"], 7);
+    assert!(
+        !env.json(&["keyring", "history", "payments"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let report = env.run(&["--output", "json", "report"]);
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+
+    let new_key = env.dir.path().join("new-master.key");
+    let rotated = env.json(&["master-key", "rotate", "--new-key-file", new_key.to_str().unwrap()]);
+    assert_eq!(rotated["generation"], 2);
+    let (reason, _) = env.fails(&["value", "decrypt", "--keyring", "payments", "db/password"]);
+    assert_eq!(reason, "unauthorized", "the old key file no longer opens the store");
+    let with_new = |args: &[&str]| {
+        let mut all = vec!["--master-key-file", new_key.to_str().unwrap()];
+        all.extend_from_slice(args);
+        env.ok(&all)
+    };
+    assert_eq!(
+        with_new(&["value", "decrypt", "--keyring", "payments", "db/password"]),
+        "s3cret"
+    );
+    with_new(&["authority", "rotate", "org-acme"]);
+
+    let backup = env.dir.path().join("pg.backup");
+    with_new(&["backup", "--out", backup.to_str().unwrap()]);
+    let target = PgEnv::new();
+    let mut restore = target.cmd();
+    restore.args([
+        "--master-key-file",
+        new_key.to_str().unwrap(),
+        "restore",
+        "--from",
+        backup.to_str().unwrap(),
+    ]);
+    let out = restore.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut verify = target.cmd();
+    verify.args([
+        "--master-key-file",
+        new_key.to_str().unwrap(),
+        "--output",
+        "json",
+        "value",
+        "decrypt",
+        "--keyring",
+        "payments",
+        "db/password",
+    ]);
+    let out = verify.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("s3cret"));
+    let mut chains = target.cmd();
+    chains.args(["chain", "verify", "--all"]);
+    assert!(chains.output().unwrap().status.success());
+    let mut audit = target.cmd();
+    audit.args(["audit", "verify"]);
+    assert!(audit.output().unwrap().status.success());
+}
