@@ -154,6 +154,19 @@ pub enum EffectiveKeyState {
     Revoked,
 }
 
+impl EffectiveKeyState {
+    /// The stable string of this state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectiveKeyState::Pending => "pending",
+            EffectiveKeyState::Active => "active",
+            EffectiveKeyState::Grace => "grace",
+            EffectiveKeyState::PendingRevocation => "pending_revocation",
+            EffectiveKeyState::Revoked => "revoked",
+        }
+    }
+}
+
 impl SigningKey {
     /// The state of this key as seen at `now`.
     pub fn effective_state(&self, now: Timestamp) -> EffectiveKeyState {

@@ -165,10 +165,7 @@ async fn show(ctx: &Context, id: &AuthorityId) -> Result<()> {
             for key in &keys {
                 k.add_row(vec![
                     key.key_id.clone(),
-                    serde_json::to_value(key.state)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                    key.state.as_str().to_owned(),
                     rfc3339(key.created_at),
                     time(key.activated_at),
                     time(key.grace_until),
@@ -214,13 +211,7 @@ pub(crate) fn print_status(out: Output, s: &RotationStatusInfo) -> Result<()> {
     };
     let rows = [
         ("authority", s.authority_id.to_string()),
-        (
-            "status",
-            serde_json::to_value(s.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-        ),
+        ("status", s.status.as_str().to_owned()),
         ("current key", s.current_key_id.to_string()),
         ("last rotation", time(s.last_rotation)),
         ("next scheduled", time(s.next_scheduled)),

@@ -53,6 +53,20 @@ pub enum RotationStatus {
     GracePeriod,
 }
 
+impl RotationStatus {
+    /// The stable string of this status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationStatus::Idle => "idle",
+            RotationStatus::Pending => "pending",
+            RotationStatus::InProgress => "in_progress",
+            RotationStatus::Completed => "completed",
+            RotationStatus::Failed => "failed",
+            RotationStatus::GracePeriod => "grace_period",
+        }
+    }
+}
+
 /// Rotation status of an authority (seed 000's `RotationStatusInfo`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RotationStatusInfo {
@@ -128,11 +142,7 @@ impl Engine {
                 "rotation period must be 1 to {MAX_ROTATION_PERIOD_DAYS} days, got {period}"
             )));
         }
-        if grace > MAX_GRACE_PERIOD_HOURS {
-            return Err(Error::invalid_input(format!(
-                "grace period must be 0 to {MAX_GRACE_PERIOD_HOURS} hours, got {grace}"
-            )));
-        }
+        check_grace(grace)?;
         let name = new.name.unwrap_or_else(|| new.id.to_string());
         if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
             return Err(Error::invalid_input(
@@ -377,6 +387,16 @@ impl Engine {
             .collect();
         Ok(Jwks { keys })
     }
+}
+
+/// Grace periods are 0 to [`MAX_GRACE_PERIOD_HOURS`] hours.
+pub(super) fn check_grace(grace: u32) -> Result<()> {
+    if grace > MAX_GRACE_PERIOD_HOURS {
+        return Err(Error::invalid_input(format!(
+            "grace period must be 0 to {MAX_GRACE_PERIOD_HOURS} hours, got {grace}"
+        )));
+    }
+    Ok(())
 }
 
 fn already_exists(id: &AuthorityId) -> Error {

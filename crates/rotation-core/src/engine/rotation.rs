@@ -83,13 +83,7 @@ impl Engine {
     pub async fn rotate_key(&self, request: RotateRequest) -> Result<RotationResult> {
         let authority = self.authority(&request.authority_id).await?;
         let grace = request.grace_period_hours.unwrap_or(authority.grace_period_hours);
-        if grace > super::authorities::MAX_GRACE_PERIOD_HOURS {
-            return Err(Error::invalid_input(format!(
-                "grace period must be 0 to {} hours, got {grace}",
-                super::authorities::MAX_GRACE_PERIOD_HOURS
-            ))
-            .with_authority(&authority.id));
-        }
+        super::authorities::check_grace(grace).map_err(|e| e.with_authority(&authority.id))?;
         let target = Target::Authority(authority.id.clone());
         let new_run = |now: Timestamp, rotation_id: RotationId| Run {
             old_key_id: Some(authority.current_key_id.clone()),
