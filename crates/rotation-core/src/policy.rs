@@ -324,6 +324,84 @@ mod tests {
         );
     }
 
+    /// Next two fire times after 2026-03-14T15:09:26Z for 21 expressions,
+    /// as computed by an independent implementation (Python's croniter 2.x
+    /// with pytz, `croniter(expr, base_in_zone).get_next()` twice).
+    #[test]
+    fn cron_matches_an_independent_reference() {
+        const CASES: &[(&str, &str, &str, &str)] = &[
+            ("* * * * *", "UTC", "2026-03-14T15:10:00Z", "2026-03-14T15:11:00Z"),
+            ("0 * * * *", "UTC", "2026-03-14T16:00:00Z", "2026-03-14T17:00:00Z"),
+            ("*/15 * * * *", "UTC", "2026-03-14T15:15:00Z", "2026-03-14T15:30:00Z"),
+            ("5,35 9-17 * * *", "UTC", "2026-03-14T15:35:00Z", "2026-03-14T16:05:00Z"),
+            ("0 2 * * *", "UTC", "2026-03-15T02:00:00Z", "2026-03-16T02:00:00Z"),
+            ("0 2 1 * *", "UTC", "2026-04-01T02:00:00Z", "2026-05-01T02:00:00Z"),
+            ("0 0 1 1 *", "UTC", "2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z"),
+            ("30 4 * * MON", "UTC", "2026-03-16T04:30:00Z", "2026-03-23T04:30:00Z"),
+            ("0 9 * * MON-FRI", "UTC", "2026-03-16T09:00:00Z", "2026-03-17T09:00:00Z"),
+            ("0 0 13 * FRI", "UTC", "2026-03-20T00:00:00Z", "2026-03-27T00:00:00Z"),
+            (
+                "0 12 * JAN,JUL *",
+                "UTC",
+                "2026-07-01T12:00:00Z",
+                "2026-07-02T12:00:00Z",
+            ),
+            ("15 3 29 2 *", "UTC", "2028-02-29T03:15:00Z", "2032-02-29T03:15:00Z"),
+            ("0 0 31 * *", "UTC", "2026-03-31T00:00:00Z", "2026-05-31T00:00:00Z"),
+            ("0 */6 * * *", "UTC", "2026-03-14T18:00:00Z", "2026-03-15T00:00:00Z"),
+            (
+                "10-20/5 8 * * SUN",
+                "UTC",
+                "2026-03-15T08:10:00Z",
+                "2026-03-15T08:15:00Z",
+            ),
+            (
+                "0 2 * * *",
+                "Europe/Berlin",
+                "2026-03-15T01:00:00Z",
+                "2026-03-16T01:00:00Z",
+            ),
+            (
+                "30 1 * * *",
+                "America/New_York",
+                "2026-03-15T05:30:00Z",
+                "2026-03-16T05:30:00Z",
+            ),
+            (
+                "0 9 * * 1-5",
+                "Asia/Tokyo",
+                "2026-03-16T00:00:00Z",
+                "2026-03-17T00:00:00Z",
+            ),
+            (
+                "0 0 * * 0",
+                "Australia/Sydney",
+                "2026-03-21T13:00:00Z",
+                "2026-03-28T13:00:00Z",
+            ),
+            ("0 0 1,15 * *", "UTC", "2026-03-15T00:00:00Z", "2026-04-01T00:00:00Z"),
+            ("0 3 * * 7", "UTC", "2026-03-15T03:00:00Z", "2026-03-22T03:00:00Z"),
+        ];
+        let base = chrono::DateTime::parse_from_rfc3339("2026-03-14T15:09:26Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        for (expr, tz, first, second) in CASES {
+            let t = Trigger::Cron {
+                expr: (*expr).into(),
+                timezone: (*tz).into(),
+            };
+            t.validate().unwrap();
+            let n1 = t.next_calendar_after(base).unwrap().unwrap();
+            let n2 = t.next_calendar_after(n1).unwrap().unwrap();
+            assert_eq!(crate::time::rfc3339(n1).replace(".000000", ""), *first, "{expr} ({tz})");
+            assert_eq!(
+                crate::time::rfc3339(n2).replace(".000000", ""),
+                *second,
+                "{expr} ({tz}), second"
+            );
+        }
+    }
+
     #[test]
     fn invalid_fields_are_named() {
         let cases = [
