@@ -63,17 +63,20 @@ async fn oversized_bodies_are_refused_with_413() {
         .post("/v1/keyrings/big/values", &s.operator, json!({"id": "v", "value": big}))
         .await;
     assert_eq!(got.0, StatusCode::PAYLOAD_TOO_LARGE, "{}", got.1);
-    // Without a Content-Length (streamed), the limit holds too.
-    let chunks: Vec<Result<String, std::io::Error>> = (0..16).map(|_| Ok("y".repeat(1024))).collect();
-    let response = s
+    // Without a Content-Length (streamed), the limit holds too: 413, or the
+    // server hangs up while the client is still writing the rest.
+    let chunks: Vec<Result<String, std::io::Error>> = (0..5).map(|_| Ok("y".repeat(1024))).collect();
+    let sent = s
         .client
         .post(format!("{}/v1/keyrings/big/values", s.base))
         .bearer_auth(&s.operator)
         .body(reqwest::Body::wrap_stream(futures_stream(chunks)))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        .await;
+    match sent {
+        Ok(response) => assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
+    }
     let small = s
         .post(
             "/v1/keyrings/big/values",
