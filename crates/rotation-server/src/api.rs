@@ -742,7 +742,7 @@ async fn create_token(
     caller.require(Role::Admin)?;
     let (info, token) = state
         .tokens
-        .create(body.role, body.expires_in_days, body.description)
+        .create_as(&caller.actor(), body.role, body.expires_in_days, body.description)
         .await?;
     use secrecy::ExposeSecret as _;
     let mut response = created(json!({"token": token.expose_secret(), "info": info}));
@@ -759,5 +759,5 @@ async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult
 
 async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
-    Ok(Json(state.tokens.revoke(&id).await?).into_response())
+    Ok(Json(state.tokens.revoke_as(&caller.actor(), &id).await?).into_response())
 }

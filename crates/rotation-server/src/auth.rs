@@ -192,6 +192,17 @@ impl Tokens {
         expires_in_days: Option<u32>,
         description: Option<String>,
     ) -> Result<(TokenInfo, SecretString)> {
+        self.create_as("cli", role, expires_in_days, description).await
+    }
+
+    /// [`Tokens::create`] on behalf of `actor` (recorded in the audit log).
+    pub async fn create_as(
+        &self,
+        actor: &str,
+        role: Role,
+        expires_in_days: Option<u32>,
+        description: Option<String>,
+    ) -> Result<(TokenInfo, SecretString)> {
         if expires_in_days == Some(0) || expires_in_days.is_some_and(|d| d > 3650) {
             return Err(Error::invalid_input("expires_in_days must be 1 to 3650"));
         }
@@ -211,13 +222,15 @@ impl Tokens {
             expires_at: expires_in_days.map(|d| now + chrono::TimeDelta::days(i64::from(d))),
             revoked_at: None,
         };
-        self.write(&stored, true).await?;
+        self.write(&stored, true, actor).await?;
         let token = SecretString::from(format!("{TOKEN_PREFIX}{id}_{}", secret.as_str()));
         Ok((TokenInfo::from(&stored), token))
     }
 
-    /// Writes a token (and, when new, adds it to the index) in one transaction.
-    async fn write(&self, token: &StoredToken, new: bool) -> Result<()> {
+    /// Writes a token (and, when new, adds it to the index) in one
+    /// transaction, with its audit event (`token_created` / `token_revoked`;
+    /// never the secret).
+    async fn write(&self, token: &StoredToken, new: bool, actor: &str) -> Result<()> {
         let mut tx = self.store.begin().await?;
         if new {
             // Read after `begin`: on SQLite the write lock is held, so two
@@ -229,6 +242,14 @@ impl Tokens {
         }
         let bytes = serde_json::to_vec(token).map_err(|e| Error::invalid_input(e.to_string()))?;
         tx.put_meta(&meta_key(&token.id), &bytes).await?;
+        let draft = rotation_core::audit::AuditDraft {
+            event: if new { "token_created" } else { "token_revoked" }.into(),
+            target: rotation_core::ids::Target::Store,
+            rotation_id: None,
+            actor: actor.to_owned(),
+            details: serde_json::json!({"token_id": token.id, "role": token.role}),
+        };
+        rotation_core::audit::append(tx.as_mut(), self.crypto.as_ref(), self.now(), vec![draft]).await?;
         tx.commit().await
     }
 
@@ -247,13 +268,18 @@ impl Tokens {
 
     /// Revokes a token; it stops working at once. Revoking twice is not an error.
     pub async fn revoke(&self, id: &str) -> Result<TokenInfo> {
+        self.revoke_as("cli", id).await
+    }
+
+    /// [`Tokens::revoke`] on behalf of `actor` (recorded in the audit log).
+    pub async fn revoke_as(&self, actor: &str, id: &str) -> Result<TokenInfo> {
         let mut token = self
             .get(id)
             .await?
             .ok_or_else(|| Error::not_found(format!("no token {id}")))?;
         if token.revoked_at.is_none() {
             token.revoked_at = Some(self.now());
-            self.write(&token, false).await?;
+            self.write(&token, false, actor).await?;
         }
         Ok(TokenInfo::from(&token))
     }

@@ -134,6 +134,16 @@ async fn roles_viewer_cannot_rotate_operator_cannot_administer() {
         "no secret in the list"
     );
     assert!(!text.contains("hash"), "no hash in the list");
+    // Token changes are audited with the admin as actor, never the secret.
+    let (_, events) = s.get("/v1/audit?limit=50", &s.admin).await;
+    let created_events: Vec<&serde_json::Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "token_created" && e["actor"].as_str().unwrap().starts_with("token:"))
+        .collect();
+    assert_eq!(created_events.len(), 1, "{events}");
+    assert!(!events.to_string().contains(token.rsplit_once('_').unwrap().1));
     assert_error(
         &s.post("/v1/tokens", &s.admin, json!({"role": "root"})).await,
         StatusCode::UNPROCESSABLE_ENTITY,
