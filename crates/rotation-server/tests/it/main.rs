@@ -7,4 +7,5 @@ mod auth;
 mod binary;
 mod ops;
 mod postgres;
+mod replicas;
 mod support;

@@ -8,7 +8,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use crate::support::{Options, TestServer, unique};
 
-fn server_url() -> String {
+pub(crate) fn server_url() -> String {
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => url,
         _ => panic!(
@@ -20,7 +20,7 @@ fn server_url() -> String {
 }
 
 /// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
+pub(crate) fn with_database(url: &str, database: &str) -> String {
     let start = url.find("://").expect("a URL with a scheme") + 3;
     let end = url[start..].find('?').map_or(url.len(), |i| start + i);
     let path = url[start..end].find('/').map_or(end, |i| start + i);
