@@ -10,11 +10,14 @@
 //! - `cargo xtask bench [NAME] [ARGS...]`: the benchmarks recorded in
 //!   `docs/BENCHMARKS.md` (`resign` on SQLite, `resign-pg` on PostgreSQL:
 //!   `DATABASE_URL`, or a throwaway server with durable settings).
+//! - `cargo xtask fuzz-api [--max-examples N]`: schemathesis (from PyPI)
+//!   against the server's `/openapi.json`; any 5xx fails (see [`fuzz_api`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod fuzz_api;
 mod postgres;
 #[cfg(test)]
 mod tidy;
@@ -27,9 +30,10 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz-api") => fuzz_api::fuzz_api(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring | keyring-pg] [ARGS...]>"
+                "usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring | keyring-pg] [ARGS...] | fuzz-api [--max-examples N]>"
             );
             return ExitCode::from(2);
         }

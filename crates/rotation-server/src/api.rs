@@ -1,4 +1,5 @@
-//! The routes: `/v1` JSON API, `/healthz`, `/readyz`, `/metrics`.
+//! The routes: `/v1` JSON API, `/healthz`, `/readyz`, `/metrics`,
+//! `/openapi.json`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -75,6 +76,7 @@ pub(crate) fn router(state: AppState, body_limit: usize, timeout: Duration) -> R
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(crate::openapi::serve))
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -156,10 +158,12 @@ async fn not_found() -> ApiError {
 
 // ---------------------------------------------------------------- operations
 
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The process is up", body = crate::openapi::JsonObject)))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Store and custody reachable", body = crate::openapi::JsonObject), (status = 503, description = "Not ready", body = crate::openapi::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.get_meta(rotation_app::KEK_META).await {
         Ok(Some(_)) => Json(json!({"status": "ready"})).into_response(),
@@ -172,6 +176,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<AppState>) -> Response {
     metrics::refresh_gauges(&state.engine("metrics".into())).await;
     (
@@ -183,7 +188,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 
 // ---------------------------------------------------------------- authorities
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateAuthority {
     id: String,
     name: Option<String>,
@@ -191,6 +196,7 @@ struct CreateAuthority {
     grace_period_hours: Option<u32>,
 }
 
+#[utoipa::path(post, path = "/v1/authorities", tag = "authorities", request_body(content = CreateAuthority, content_type = "application/json"), responses((status = 201, description = "Created", body = AuthorityView)))]
 async fn create_authority(
     State(state): State<AppState>,
     caller: Caller,
@@ -217,11 +223,13 @@ async fn authority_view(engine: &Engine, id: &AuthorityId) -> ApiResult<Authorit
     Ok(AuthorityView { authority, keys })
 }
 
+#[utoipa::path(get, path = "/v1/authorities", tag = "authorities", responses((status = 200, description = "Authorities", body = Vec<crate::openapi::JsonObject>)))]
 async fn list_authorities(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     Ok(Json(engine(&state, &caller).list_authorities().await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/authorities/{id}", tag = "authorities", params(("id" = String, Path)), responses((status = 200, description = "The authority and its keys", body = AuthorityView)))]
 async fn show_authority(
     State(state): State<AppState>,
     caller: Caller,
@@ -232,13 +240,14 @@ async fn show_authority(
     Ok(Json(authority_view(&engine(&state, &caller), &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RotateBody {
     grace_period_hours: Option<u32>,
     /// Idempotency token: a retried request with the same id reports the same run.
     rotation_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/authorities/{id}/rotate", tag = "authorities", params(("id" = String, Path)), request_body(content = RotateBody, content_type = "application/json"), responses((status = 200, description = "The rotation result", body = crate::openapi::JsonObject)))]
 async fn rotate_authority(
     State(state): State<AppState>,
     caller: Caller,
@@ -262,11 +271,12 @@ async fn rotate_authority(
     Ok(Json(result?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ScheduleBody {
     at: String,
 }
 
+#[utoipa::path(post, path = "/v1/authorities/{id}/schedule", tag = "authorities", params(("id" = String, Path)), request_body(content = ScheduleBody, content_type = "application/json"), responses((status = 201, description = "Scheduled", body = crate::openapi::JsonObject)))]
 async fn schedule_authority(
     State(state): State<AppState>,
     caller: Caller,
@@ -286,6 +296,7 @@ async fn schedule_authority(
     })))
 }
 
+#[utoipa::path(get, path = "/v1/authorities/{id}/status", tag = "authorities", params(("id" = String, Path)), responses((status = 200, description = "Rotation status", body = crate::openapi::JsonObject)))]
 async fn authority_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -298,13 +309,14 @@ async fn authority_status(
     Ok(Json(status).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RevokeBody {
     #[serde(default)]
     force: bool,
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/authorities/{id}/keys/{key_id}/revoke", tag = "authorities", params(("id" = String, Path), ("key_id" = String, Path)), request_body(content = RevokeBody, content_type = "application/json"), responses((status = 200, description = "The revoked key", body = KeyView)))]
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -326,6 +338,7 @@ async fn revoke_key(
     Ok(Json(KeyView::new(&key, engine.now())))
 }
 
+#[utoipa::path(get, path = "/v1/authorities/{id}/jwks.json", tag = "authorities", params(("id" = String, Path)), responses((status = 200, description = "Active, grace and prepublished public keys", body = crate::openapi::JsonObject)))]
 /// The public keys, without authentication. `max-age` never outlasts the
 /// soonest grace period end, so a cache drops a key no later than
 /// verification stops accepting it.
@@ -351,7 +364,7 @@ async fn jwks(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
 
 // ---------------------------------------------------------------- chains
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct IssueBody {
     agent_id: String,
     authority_id: String,
@@ -360,6 +373,7 @@ struct IssueBody {
     delegate_to: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/chains", tag = "chains", request_body(content = IssueBody, content_type = "application/json"), responses((status = 201, description = "Issued records", body = Vec<RecordView>)))]
 async fn issue_chain(
     State(state): State<AppState>,
     caller: Caller,
@@ -377,12 +391,14 @@ async fn issue_chain(
     Ok(created(records.iter().map(RecordView::from).collect::<Vec<_>>()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ChainQuery {
     authority: Option<String>,
     agent: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/chains", tag = "chains", params(ChainQuery), responses((status = 200, description = "Trust records", body = Vec<RecordView>)))]
 async fn list_chains(
     State(state): State<AppState>,
     caller: Caller,
@@ -402,6 +418,7 @@ async fn list_chains(
     Ok(Json(records.iter().map(RecordView::from).collect()))
 }
 
+#[utoipa::path(get, path = "/v1/chains/{agent}/verify", tag = "chains", params(("agent" = String, Path)), responses((status = 200, description = "The agent chain verdict", body = crate::openapi::JsonObject)))]
 async fn verify_chain(State(state): State<AppState>, caller: Caller, Path(agent): Path<String>) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     let verdict = engine(&state, &caller)
@@ -410,6 +427,7 @@ async fn verify_chain(State(state): State<AppState>, caller: Caller, Path(agent)
     Ok(Json(verdict).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/chains/verify", tag = "chains", responses((status = 200, description = "Verdicts for every chain", body = crate::openapi::JsonObject)))]
 async fn verify_all_chains(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     let verdicts = engine(&state, &caller).verify_all_chains().await?;
@@ -419,11 +437,12 @@ async fn verify_all_chains(State(state): State<AppState>, caller: Caller) -> Api
 
 // ---------------------------------------------------------------- keyrings and values
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateKeyring {
     name: String,
 }
 
+#[utoipa::path(post, path = "/v1/keyrings", tag = "keyrings", request_body(content = CreateKeyring, content_type = "application/json"), responses((status = 201, description = "Created", body = KeyringView)))]
 async fn create_keyring(
     State(state): State<AppState>,
     caller: Caller,
@@ -449,11 +468,13 @@ async fn keyring_view(engine: &Engine, name: &KeyringName) -> ApiResult<KeyringV
     })
 }
 
+#[utoipa::path(get, path = "/v1/keyrings", tag = "keyrings", responses((status = 200, description = "Keyrings", body = Vec<crate::openapi::JsonObject>)))]
 async fn list_keyrings(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     Ok(Json(engine(&state, &caller).list_keyrings().await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/keyrings/{name}", tag = "keyrings", params(("name" = String, Path)), responses((status = 200, description = "The keyring and its versions", body = KeyringView)))]
 async fn keyring_info(
     State(state): State<AppState>,
     caller: Caller,
@@ -464,13 +485,14 @@ async fn keyring_info(
     Ok(Json(keyring_view(&engine(&state, &caller), &name).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RotateKeyringBody {
     #[serde(default)]
     dry_run: bool,
     new_version: Option<u32>,
 }
 
+#[utoipa::path(post, path = "/v1/keyrings/{name}/rotate", tag = "keyrings", params(("name" = String, Path)), request_body(content = RotateKeyringBody, content_type = "application/json"), responses((status = 200, description = "The rotation result", body = crate::openapi::JsonObject)))]
 async fn rotate_keyring(
     State(state): State<AppState>,
     caller: Caller,
@@ -493,7 +515,7 @@ async fn rotate_keyring(
     Ok(Json(result?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MigrateBody {
     target_version: Option<u32>,
     batch_size: Option<usize>,
@@ -505,6 +527,7 @@ struct MigrateBody {
     retire_old: bool,
 }
 
+#[utoipa::path(post, path = "/v1/keyrings/{name}/migrate", tag = "keyrings", params(("name" = String, Path)), request_body(content = MigrateBody, content_type = "application/json"), responses((status = 200, description = "The migration report", body = crate::openapi::JsonObject)))]
 async fn migrate_keyring(
     State(state): State<AppState>,
     caller: Caller,
@@ -525,6 +548,7 @@ async fn migrate_keyring(
     Ok(Json(report).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/keyrings/{name}/report", tag = "keyrings", params(("name" = String, Path)), responses((status = 200, description = "Values per key version", body = crate::openapi::JsonObject)))]
 async fn keyring_report(
     State(state): State<AppState>,
     caller: Caller,
@@ -537,7 +561,7 @@ async fn keyring_report(
     Ok(Json(report).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EncryptBody {
     id: String,
     /// UTF-8 plaintext; or `value_base64` for bytes.
@@ -545,6 +569,7 @@ struct EncryptBody {
     value_base64: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/keyrings/{name}/values", tag = "keyrings", params(("name" = String, Path)), request_body(content = EncryptBody, content_type = "application/json"), responses((status = 201, description = "The sealed value", body = ValueView)))]
 async fn encrypt_value(
     State(state): State<AppState>,
     caller: Caller,
@@ -566,12 +591,14 @@ async fn encrypt_value(
 }
 
 /// A decrypted value. `Debug` shows no plaintext.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Plaintext {
     id: String,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secret_text")]
+    #[schema(value_type = Option<String>)]
     value: Option<zeroize::Zeroizing<String>>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secret_text")]
+    #[schema(value_type = Option<String>)]
     value_base64: Option<zeroize::Zeroizing<String>>,
 }
 
@@ -582,6 +609,7 @@ fn secret_text<S: serde::Serializer>(text: &Option<zeroize::Zeroizing<String>>, 
     }
 }
 
+#[utoipa::path(post, path = "/v1/keyrings/{name}/values/{id}/decrypt", tag = "keyrings", params(("name" = String, Path), ("id" = String, Path)), responses((status = 200, description = "The plaintext", body = Plaintext)))]
 async fn decrypt_value(
     State(state): State<AppState>,
     caller: Caller,
@@ -612,18 +640,21 @@ async fn decrypt_value(
 
 // ---------------------------------------------------------------- policies and schedules
 
+#[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, description = "Policies", body = Vec<crate::openapi::JsonObject>)))]
 async fn list_policies(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     Ok(Json(engine(&state, &caller).list_policies().await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), responses((status = 200, description = "The policy", body = crate::openapi::JsonObject)))]
 async fn show_policy(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     Ok(Json(engine(&state, &caller).policy(&name).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PolicyBody {
+    #[schema(value_type = Object)]
     trigger: Trigger,
     #[serde(default)]
     migrate: bool,
@@ -631,6 +662,7 @@ struct PolicyBody {
     retire_old: bool,
 }
 
+#[utoipa::path(put, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), request_body(content = PolicyBody, content_type = "application/json"), responses((status = 200, description = "The stored policy", body = crate::openapi::JsonObject)))]
 async fn set_policy(
     State(state): State<AppState>,
     caller: Caller,
@@ -651,18 +683,21 @@ async fn set_policy(
     Ok(Json(policy).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), responses((status = 200, description = "Removed", body = crate::openapi::JsonObject)))]
 async fn remove_policy(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
     engine(&state, &caller).remove_policy(&name).await?;
     Ok(Json(json!({"removed": name})).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ScheduleQuery {
     #[serde(default)]
     all: bool,
 }
 
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", params(ScheduleQuery), responses((status = 200, description = "Schedules", body = Vec<crate::openapi::JsonObject>)))]
 async fn list_schedules(
     State(state): State<AppState>,
     caller: Caller,
@@ -672,12 +707,13 @@ async fn list_schedules(
     Ok(Json(engine(&state, &caller).list_schedules(None, !q.all).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AddSchedule {
     target: String,
     policy: String,
 }
 
+#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", request_body(content = AddSchedule, content_type = "application/json"), responses((status = 201, description = "The schedule", body = crate::openapi::JsonObject)))]
 async fn add_schedule(
     State(state): State<AppState>,
     caller: Caller,
@@ -691,6 +727,7 @@ async fn add_schedule(
     Ok(created(schedule))
 }
 
+#[utoipa::path(post, path = "/v1/schedules/run-due", tag = "schedules", responses((status = 200, description = "Outcomes of the due runs", body = Vec<crate::openapi::JsonObject>)))]
 async fn run_due(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
     let engine = engine(&state, &caller);
@@ -701,11 +738,13 @@ async fn run_due(State(state): State<AppState>, caller: Caller) -> ApiResult<Res
 
 // ---------------------------------------------------------------- audit and report
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, description = "Newest audit events", body = Vec<crate::openapi::JsonObject>)))]
 async fn audit_list(State(state): State<AppState>, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     let limit = q.limit.unwrap_or(100);
@@ -715,11 +754,13 @@ async fn audit_list(State(state): State<AppState>, caller: Caller, Query(q): Que
     Ok(Json(engine(&state, &caller).audit_events(limit).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, description = "Hash chain verdict", body = crate::openapi::JsonObject)))]
 async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     Ok(Json(engine(&state, &caller).verify_audit().await?).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/report", tag = "audit", responses((status = 200, description = "Compliance report", body = crate::openapi::JsonObject)))]
 async fn report(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     Ok(Json(engine(&state, &caller).compliance_report().await?).into_response())
@@ -727,13 +768,14 @@ async fn report(State(state): State<AppState>, caller: Caller) -> ApiResult<Resp
 
 // ---------------------------------------------------------------- tokens
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateToken {
     role: Role,
     expires_in_days: Option<u32>,
     description: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body(content = CreateToken, content_type = "application/json"), responses((status = 201, description = "The token secret (shown once) and its info", body = crate::openapi::JsonObject)))]
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -752,11 +794,13 @@ async fn create_token(
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, description = "Tokens", body = Vec<crate::auth::TokenInfo>)))]
 async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
     Ok(Json(state.tokens.list().await?).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses((status = 200, description = "The revoked token", body = crate::auth::TokenInfo)))]
 async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
     Ok(Json(state.tokens.revoke_as(&caller.actor(), &id).await?).into_response())

@@ -26,7 +26,7 @@ const INDEX_META: &str = "tokens";
 const TOKEN_PREFIX: &str = "rot_";
 
 /// What a token may do; each role includes the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads status, JWKS, lists, audit and reports.
@@ -83,7 +83,7 @@ struct StoredToken {
 }
 
 /// A token as shown: never its secret or hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     /// Id (the audit actor is `token:<id>`).
     pub id: String,
@@ -92,10 +92,13 @@ pub struct TokenInfo {
     /// Free text given at creation.
     pub description: Option<String>,
     /// Created.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// Expiry, if any.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     /// Revocation time, if revoked.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<Timestamp>,
 }
 

@@ -14,6 +14,7 @@ mod api;
 pub mod auth;
 pub mod error;
 mod metrics;
+mod openapi;
 mod views;
 mod worker;
 

@@ -8,19 +8,26 @@ use rotation_core::chain::TrustRecord;
 use rotation_core::keyring::{KeyVersion, SealedValue};
 use rotation_core::time::Timestamp;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A signing key as shown (never the private half).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct KeyView {
     key_id: String,
     algorithm: String,
+    #[schema(value_type = String)]
     state: EffectiveKeyState,
     public_key: String,
     custody: String,
+    #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     activated_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     rotated_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     grace_until: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     revoked_at: Option<Timestamp>,
     revocation_reason: Option<String>,
 }
@@ -44,16 +51,17 @@ impl KeyView {
 }
 
 /// An authority with its keys.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AuthorityView {
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub(crate) authority: Authority,
     pub(crate) keys: Vec<KeyView>,
 }
 
 /// A trust-chain record: the signed `body`, `key_id` and base64url
 /// `signature`, enough to check it against the JWKS.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RecordView {
     id: String,
     agent_id: String,
@@ -61,8 +69,11 @@ pub(crate) struct RecordView {
     kind: &'static str,
     key_id: String,
     signature: String,
+    #[schema(value_type = Object)]
     body: serde_json::Value,
+    #[schema(value_type = String, format = DateTime)]
     issued_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     signed_at: Timestamp,
 }
 
@@ -83,13 +94,17 @@ impl From<&TrustRecord> for RecordView {
 }
 
 /// A keyring version (no wrapped key).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct VersionView {
     version: u32,
     state: &'static str,
+    #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     activated_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     rotated_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     retired_at: Option<Timestamp>,
     usage_count: u64,
     custody: String,
@@ -111,23 +126,27 @@ impl From<&KeyVersion> for VersionView {
 }
 
 /// A keyring and its versions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct KeyringView {
     pub(crate) keyring: String,
     pub(crate) current_version: u32,
+    #[schema(value_type = String, format = DateTime)]
     pub(crate) created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub(crate) rotated_at: Option<Timestamp>,
     pub(crate) versions: Vec<VersionView>,
 }
 
 /// A stored value without its plaintext: the sealed text form.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ValueView {
     id: String,
     keyring: String,
     key_version: u32,
     sealed: String,
+    #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     updated_at: Timestamp,
 }
 

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod binary;
+mod openapi;
 mod ops;
 mod postgres;
 mod replicas;

@@ -1,0 +1,186 @@
+//! `cargo xtask fuzz-api`: the `rotation-server` API against its own
+//! `/openapi.json` under schemathesis, a property-based API fuzzer from PyPI.
+//!
+//! Installs schemathesis into `.cache/schemathesis-venv` (ignored by git),
+//! builds the binaries, initialises a temporary SQLite store, creates an
+//! admin token, starts the server on a free loopback port, runs
+//! `st run ... --checks not_a_server_error`, and stops the server by its PID.
+//! Any 5xx (or an invalid document) fails the command.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Result, cargo, root, run};
+
+/// Examples per operation unless `--max-examples N` is given.
+const DEFAULT_MAX_EXAMPLES: u32 = 50;
+
+/// A running server, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `schemathesis` in its virtualenv, installed on first use.
+fn schemathesis() -> Result<PathBuf> {
+    let venv = root().join(".cache/schemathesis-venv");
+    let st = venv.join("bin/st");
+    if !st.exists() {
+        let mut venv_cmd = Command::new("python3");
+        venv_cmd.args(["-m", "venv"]).arg(&venv);
+        run("python3 -m venv .cache/schemathesis-venv", venv_cmd)?;
+        let mut pip = Command::new(venv.join("bin/pip"));
+        pip.args(["install", "--quiet", "schemathesis>=4,<5"]);
+        run("pip install schemathesis (4.x)", pip)?;
+    }
+    Ok(st)
+}
+
+fn free_port() -> Result<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn wait_until_listening(port: u16, server: &mut Server) -> Result {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            return Err(format!("rotation-server exited before listening ({status})"));
+        }
+        if Instant::now() > deadline {
+            return Err("rotation-server did not start listening within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The output of `program args` (its stdout, trimmed), failing on a non-zero exit.
+fn output(program: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} {} failed ({})",
+            program.display(),
+            args.join(" "),
+            out.status
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Runs the fuzzer. `args`: `[--max-examples N]`, then anything after `--`
+/// goes to `st run` as it is.
+pub(crate) fn fuzz_api(args: &[String]) -> Result {
+    let (ours, theirs) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let max_examples = match ours {
+        [] => DEFAULT_MAX_EXAMPLES,
+        [flag, n] if flag == "--max-examples" => {
+            n.parse().map_err(|_| format!("--max-examples {n:?} is not a number"))?
+        }
+        other => {
+            return Err(format!(
+                "unknown arguments {other:?}; usage: cargo xtask fuzz-api [--max-examples N] [-- ST-ARGS...]"
+            ));
+        }
+    };
+    let st = schemathesis()?;
+
+    let mut build = cargo();
+    build.args(["build", "-p", "rotation-cli", "-p", "rotation-server"]);
+    run("cargo build (rotation, rotation-server)", build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let cli = target.join("debug/rotation");
+    let server_bin = target.join("debug/rotation-server");
+
+    let dir = TempDir(std::env::temp_dir().join(format!("rotation-fuzz-api-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).map_err(|e| format!("cannot create {}: {e}", dir.0.display()))?;
+    let store = format!("sqlite://{}", dir.0.join("rotation.db").display());
+    output(&cli, &["--store", &store, "init"])?;
+    // The token goes to schemathesis' command line only, never to our output.
+    let token = output(
+        &server_bin,
+        &[
+            "--store",
+            &store,
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--description",
+            "fuzz-api",
+        ],
+    )?;
+
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.0.join("server.log")).map_err(|e| format!("server log: {e}"))?;
+    let child = Command::new(&server_bin)
+        .args(["--store", &store, "--listen", &listen])
+        .env_remove("ROTATION_MASTER_PASSWORD")
+        .env("ROTATION_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start rotation-server: {e}"))?;
+    let mut server = Server(child);
+    eprintln!("xtask: rotation-server (pid {}) on {listen}", server.0.id());
+    wait_until_listening(port, &mut server)?;
+
+    let mut fuzz = Command::new(&st);
+    fuzz.args(["run", &format!("http://{listen}/openapi.json")])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "not_a_server_error"])
+        .args(["--max-examples", &max_examples.to_string()])
+        .args(["--seed", "1"])
+        .args(theirs)
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .current_dir(&dir.0);
+    let result = run("schemathesis (st run)", fuzz);
+    drop(server);
+    if result.is_err() {
+        let log = std::fs::read_to_string(dir.0.join("server.log")).unwrap_or_default();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).take(20).collect();
+        if !errors.is_empty() {
+            eprintln!("xtask: server errors:\n{}", errors.join("\n"));
+        }
+    }
+    result
+}
