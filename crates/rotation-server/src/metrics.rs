@@ -53,6 +53,19 @@ fn describe() {
     metrics::describe_gauge!("rotation_active_runs", "Rotation runs not yet terminal.");
     metrics::describe_gauge!("rotation_keys_in_grace", "Signing keys in their grace period.");
     metrics::describe_gauge!("rotation_due_schedules", "Pending schedules whose time has come.");
+    metrics::describe_gauge!(
+        "rotation_overdue_targets",
+        "Targets whose credential is older than its rotation period or policy allows (as in `rotation report`)."
+    );
+    metrics::describe_gauge!("rotation_stuck_runs", "Runs whose lease expired before they finished.");
+    metrics::describe_gauge!(
+        "rotation_pending_revocations",
+        "Keys past their grace period, awaiting revocation."
+    );
+    metrics::describe_gauge!(
+        "rotation_grace_ending_soon",
+        "Keys whose grace period ends within 24 hours."
+    );
 }
 
 /// The Prometheus text exposition.
@@ -124,5 +137,12 @@ async fn try_refresh(engine: &Engine) -> Result<()> {
     metrics::gauge!("rotation_active_runs").set(active as f64);
     metrics::gauge!("rotation_keys_in_grace").set(in_grace as f64);
     metrics::gauge!("rotation_due_schedules").set(due as f64);
+    // The compliance report's figures (`rotation report`).
+    let report = engine.compliance_report().await?;
+    let sum = |f: fn(&rotation_core::engine::ComplianceItem) -> usize| report.items.iter().map(f).sum::<usize>() as f64;
+    metrics::gauge!("rotation_overdue_targets").set(report.overdue as f64);
+    metrics::gauge!("rotation_stuck_runs").set(report.stuck_runs.len() as f64);
+    metrics::gauge!("rotation_pending_revocations").set(sum(|i| i.pending_revocations.len()));
+    metrics::gauge!("rotation_grace_ending_soon").set(sum(|i| i.grace_ending_soon.len()));
     Ok(())
 }

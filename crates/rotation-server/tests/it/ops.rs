@@ -41,6 +41,11 @@ async fn health_readiness_metrics_and_unknown_routes() {
     assert!(text.contains("rotation_rotation_duration_seconds_bucket"), "{text}");
     assert!(text.contains("rotation_keys_in_grace"), "{text}");
     assert!(text.contains("rotation_active_runs"), "{text}");
+    // The compliance report's figures: the rotated authority's old key is in
+    // its grace period, which ends within 24 hours.
+    assert!(text.contains("rotation_overdue_targets 0"), "{text}");
+    assert!(text.contains("rotation_stuck_runs 0"), "{text}");
+    assert!(text.contains("rotation_grace_ending_soon 1"), "{text}");
 
     assert_error(
         &s.get("/v1/nothing", &s.viewer).await,
