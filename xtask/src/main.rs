@@ -9,7 +9,8 @@
 //!   `DATABASE_URL` is already set, in which case that server is used.
 //! - `cargo xtask bench [NAME] [ARGS...]`: the benchmarks recorded in
 //!   `docs/BENCHMARKS.md` (`resign` on SQLite, `resign-pg` on PostgreSQL:
-//!   `DATABASE_URL`, or a throwaway server with durable settings).
+//!   `DATABASE_URL`, or a throwaway server with durable settings; `http`:
+//!   the server's API under `wrk`, see [`bench_http`]).
 //! - `cargo xtask fuzz-api [--max-examples N]`: schemathesis (from PyPI)
 //!   against the server's `/openapi.json`; any 5xx fails (see [`fuzz_api`]).
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench_http;
 mod fuzz_api;
 mod postgres;
 #[cfg(test)]
@@ -33,7 +35,7 @@ fn main() -> ExitCode {
         Some("fuzz-api") => fuzz_api::fuzz_api(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring | keyring-pg] [ARGS...] | fuzz-api [--max-examples N]>"
+                "usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring | keyring-pg | http] [ARGS...] | fuzz-api [--max-examples N]>"
             );
             return ExitCode::from(2);
         }
@@ -161,6 +163,7 @@ fn bench(args: &[String]) -> Result {
             b.env("ROTATION_BENCH_STORE", &url);
             run("bench resign (PostgreSQL)", b)
         }
+        "http" => bench_http::bench_http(rest),
         "keyring" => run("bench keyring (SQLite)", bench("keyring")),
         "keyring-pg" => {
             let (url, _server) = database(Durability::Durable)?;
@@ -169,7 +172,7 @@ fn bench(args: &[String]) -> Result {
             run("bench keyring (PostgreSQL)", b)
         }
         other => Err(format!(
-            "unknown benchmark {other:?}; available: resign, resign-pg, keyring, keyring-pg"
+            "unknown benchmark {other:?}; available: resign, resign-pg, keyring, keyring-pg, http"
         )),
     }
 }
