@@ -213,3 +213,17 @@ async fn the_document_lists_every_route_and_matches_responses() {
     assert!(caught.is_err());
     s.stop().await;
 }
+
+/// Inputs the fuzzer sends: path and query rejections are JSON errors with
+/// a stable reason, never axum's plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_and_query_rejections_are_json_errors() {
+    let s = TestServer::sqlite().await;
+    let too_big = s.get("/v1/audit?limit=18446744073709551616", &s.viewer).await;
+    crate::support::assert_error(&too_big, StatusCode::BAD_REQUEST, "invalid_input");
+    let not_bool = s.get("/v1/schedules?all=maybe", &s.viewer).await;
+    crate::support::assert_error(&not_bool, StatusCode::BAD_REQUEST, "invalid_input");
+    let not_utf8 = s.get("/v1/chains/%FF/verify", &s.viewer).await;
+    crate::support::assert_error(&not_utf8, StatusCode::BAD_REQUEST, "invalid_input");
+    s.stop().await;
+}
