@@ -4,8 +4,9 @@
 //! Installs schemathesis into `.cache/schemathesis-venv` (ignored by git),
 //! builds the binaries, initialises a temporary SQLite store, creates an
 //! admin token, starts the server on a free loopback port, runs
-//! `st run ... --checks not_a_server_error`, and stops the server by its PID.
-//! Any 5xx (or an invalid document) fails the command.
+//! validates `/openapi.json` with openapi-spec-validator, runs `st run ...
+//! --checks not_a_server_error`, and stops the server by its PID. Any 5xx or
+//! an invalid document fails the command.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -45,19 +46,29 @@ impl Drop for TempDir {
     }
 }
 
-/// `schemathesis` in its virtualenv, installed on first use.
+/// Validates an OpenAPI document at a URL (argv[1]).
+const VALIDATE: &str = "import sys, json, urllib.request
+from openapi_spec_validator import validate
+validate(json.load(urllib.request.urlopen(sys.argv[1])))
+print('xtask: the OpenAPI document is valid')";
+
+/// The virtualenv with schemathesis and openapi-spec-validator, installed on first use.
 fn schemathesis() -> Result<PathBuf> {
     let venv = root().join(".cache/schemathesis-venv");
-    let st = venv.join("bin/st");
-    if !st.exists() {
+    let ready = venv.join("bin/st").exists()
+        && Command::new(venv.join("bin/python"))
+            .args(["-c", "import openapi_spec_validator"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
         let mut venv_cmd = Command::new("python3");
         venv_cmd.args(["-m", "venv"]).arg(&venv);
         run("python3 -m venv .cache/schemathesis-venv", venv_cmd)?;
         let mut pip = Command::new(venv.join("bin/pip"));
-        pip.args(["install", "--quiet", "schemathesis>=4,<5"]);
-        run("pip install schemathesis (4.x)", pip)?;
+        pip.args(["install", "--quiet", "schemathesis>=4,<5", "openapi-spec-validator"]);
+        run("pip install schemathesis (4.x) openapi-spec-validator", pip)?;
     }
-    Ok(st)
+    Ok(venv)
 }
 
 fn free_port() -> Result<u16> {
@@ -119,7 +130,7 @@ pub(crate) fn fuzz_api(args: &[String]) -> Result {
             ));
         }
     };
-    let st = schemathesis()?;
+    let venv = schemathesis()?;
 
     let mut build = cargo();
     build.args(["build", "-p", "rotation-cli", "-p", "rotation-server"]);
@@ -164,8 +175,13 @@ pub(crate) fn fuzz_api(args: &[String]) -> Result {
     eprintln!("xtask: rotation-server (pid {}) on {listen}", server.0.id());
     wait_until_listening(port, &mut server)?;
 
-    let mut fuzz = Command::new(&st);
-    fuzz.args(["run", &format!("http://{listen}/openapi.json")])
+    let document = format!("http://{listen}/openapi.json");
+    let mut validate = Command::new(venv.join("bin/python"));
+    validate.args(["-c", VALIDATE, &document]);
+    run("openapi-spec-validator", validate)?;
+
+    let mut fuzz = Command::new(venv.join("bin/st"));
+    fuzz.args(["run", &document])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", "not_a_server_error"])
         .args(["--max-examples", &max_examples.to_string()])
