@@ -3,10 +3,11 @@
 //!
 //! Installs schemathesis into `.cache/schemathesis-venv` (ignored by git),
 //! builds the binaries, initialises a temporary SQLite store, creates an
-//! admin token, starts the server on a free loopback port, runs
-//! validates `/openapi.json` with openapi-spec-validator, runs `st run ...
-//! --checks not_a_server_error`, and stops the server by its PID. Any 5xx or
-//! an invalid document fails the command.
+//! admin token, starts the server on a free loopback port, validates
+//! `/openapi.json` with openapi-spec-validator, runs `st run ... --checks
+//! not_a_server_error` twice (path parameters generated, then pinned to
+//! seeded resources), and stops the server by its PID. Any 5xx or an
+//! invalid document fails the command.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,28 @@ const VALIDATE: &str = "import sys, json, urllib.request
 from openapi_spec_validator import validate
 validate(json.load(urllib.request.urlopen(sys.argv[1])))
 print('xtask: the OpenAPI document is valid')";
+
+/// Seeds an authority, keyring, value, chain and policy through the API
+/// (argv[1]: base URL; the token in `FUZZ_TOKEN`) and writes a
+/// `schemathesis.toml` that pins the path parameters to them, so the second
+/// pass reaches past 404s into the handlers' logic.
+const SEED: &str = r#"import json, os, sys, urllib.request
+base, token = sys.argv[1], os.environ["FUZZ_TOKEN"]
+def call(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+    with urllib.request.urlopen(urllib.request.Request(base + path, data, headers, method=method)) as r:
+        return json.load(r)
+call("POST", "/v1/authorities", {"id": "org-fuzz", "grace_period_hours": 1})
+call("POST", "/v1/keyrings", {"name": "fuzz-ring"})
+call("POST", "/v1/keyrings/fuzz-ring/values", {"id": "org-fuzz", "value": "fuzz"})
+call("POST", "/v1/chains", {"agent_id": "agent-fuzz", "authority_id": "org-fuzz", "capabilities": ["read"]})
+call("PUT", "/v1/policies/fuzz-ring", {"trigger": {"max_age_days": 30}})
+key = call("GET", "/v1/authorities/org-fuzz")["current_key_id"]
+with open("schemathesis.toml", "w") as f:
+    f.write('[parameters]\n"path.id" = "org-fuzz"\n"path.name" = "fuzz-ring"\n'
+            '"path.agent" = "agent-fuzz"\n"path.key_id" = "%s"\n' % key)
+print("xtask: seeded org-fuzz, fuzz-ring, agent-fuzz")"#;
 
 /// The virtualenv with schemathesis and openapi-spec-validator, installed on first use.
 fn schemathesis() -> Result<PathBuf> {
@@ -145,10 +168,11 @@ pub(crate) fn fuzz_api(args: &[String]) -> Result {
     std::fs::create_dir_all(&dir.0).map_err(|e| format!("cannot create {}: {e}", dir.0.display()))?;
     let store = format!("sqlite://{}", dir.0.join("rotation.db").display());
     output(&cli, &["--store", &store, "init"])?;
-    // The token goes to schemathesis' command line only, never to our output.
-    let token = output(
-        &server_bin,
-        &[
+    // The tokens go to schemathesis' command line only, never to our output.
+    // A fresh one per pass: the fuzzer may revoke its own (it lists tokens
+    // and calls DELETE /v1/tokens/{id} with what it found).
+    let admin_token = || {
+        let args = [
             "--store",
             &store,
             "token",
@@ -157,8 +181,10 @@ pub(crate) fn fuzz_api(args: &[String]) -> Result {
             "admin",
             "--description",
             "fuzz-api",
-        ],
-    )?;
+        ];
+        output(&server_bin, &args)
+    };
+    let token = admin_token()?;
 
     let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
@@ -180,16 +206,34 @@ pub(crate) fn fuzz_api(args: &[String]) -> Result {
     validate.args(["-c", VALIDATE, &document]);
     run("openapi-spec-validator", validate)?;
 
-    let mut fuzz = Command::new(venv.join("bin/st"));
-    fuzz.args(["run", &document])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--checks", "not_a_server_error"])
-        .args(["--max-examples", &max_examples.to_string()])
-        .args(["--seed", "1"])
-        .args(theirs)
-        .env("SCHEMATHESIS_TELEMETRY", "false")
-        .current_dir(&dir.0);
-    let result = run("schemathesis (st run)", fuzz);
+    let st = |step: &str, cwd: &Path, token: &str, extra: &[&str]| {
+        let mut fuzz = Command::new(venv.join("bin/st"));
+        fuzz.args(["run", &document])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args(["--checks", "not_a_server_error"])
+            .args(["--max-examples", &max_examples.to_string()])
+            .args(["--seed", "1"])
+            .args(extra)
+            .args(theirs)
+            .env("SCHEMATHESIS_TELEMETRY", "false")
+            .current_dir(cwd);
+        run(step, fuzz)
+    };
+    // Pass 1: every parameter generated (mostly 404s and 422s on ids).
+    let plain = dir.0.join("plain");
+    std::fs::create_dir_all(&plain).map_err(|e| format!("cannot create {}: {e}", plain.display()))?;
+    let result = st("schemathesis, generated path parameters", &plain, &token, &[]).and_then(|()| {
+        // Pass 2: path parameters pinned to seeded resources.
+        let token = admin_token()?;
+        let mut seed = Command::new(venv.join("bin/python"));
+        seed.args(["-c", SEED, &format!("http://{listen}")])
+            .env("FUZZ_TOKEN", &token)
+            .current_dir(&dir.0);
+        run("seed resources", seed)?;
+        // Token revocation was covered by pass 1; here it would end the run's access.
+        let extra = ["--exclude-path", "/v1/tokens/{id}"];
+        st("schemathesis, seeded path parameters", &dir.0, &token, &extra)
+    });
     drop(server);
     if result.is_err() {
         let log = std::fs::read_to_string(dir.0.join("server.log")).unwrap_or_default();
