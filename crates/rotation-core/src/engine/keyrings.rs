@@ -184,10 +184,8 @@ impl Engine {
 
     /// Seals and stores `plaintext` as `id` under the current version.
     pub async fn encrypt_value(&self, name: &KeyringName, id: &ValueId, plaintext: &[u8]) -> Result<SealedValue> {
-        let report = self
-            .import_batch(name, &[(id.clone(), Zeroizing::new(plaintext.to_vec()))])
+        self.import_batch(name, &[(id.clone(), Zeroizing::new(plaintext.to_vec()))])
             .await?;
-        let _ = report;
         self.store
             .get_value(name, id)
             .await?
