@@ -20,6 +20,7 @@ pub mod policy;
 pub mod ports;
 pub mod run;
 pub mod schedule;
+pub mod secret;
 pub mod time;
 
 pub use engine::{Engine, EngineConfig};

@@ -73,7 +73,8 @@ pub struct Policy {
     pub updated_at: Timestamp,
 }
 
-fn invalid(field: &str, message: impl std::fmt::Display) -> Error {
+/// An `invalid_policy` error naming `field`.
+pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Error {
     Error::new(
         Reason::InvalidPolicy,
         format!("invalid policy field `{field}`: {message}"),
@@ -84,7 +85,7 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> Error {
 /// names; day-of-month and day-of-week combine with the standard OR rule).
 pub fn parse_cron(expr: &str) -> Result<Cron> {
     if expr.split_whitespace().count() != 5 {
-        return Err(invalid(
+        return Err(invalid_field(
             "cron",
             format!("{expr:?} must have 5 fields: minute hour day-of-month month day-of-week"),
         ));
@@ -93,20 +94,20 @@ pub fn parse_cron(expr: &str) -> Result<Cron> {
         .seconds(Seconds::Disallowed)
         .build()
         .parse(expr)
-        .map_err(|e| invalid("cron", format!("{expr:?}: {e}")))
+        .map_err(|e| invalid_field("cron", format!("{expr:?}: {e}")))
 }
 
 /// Parses an IANA time zone name.
 pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz> {
-    chrono_tz::Tz::from_str(name).map_err(|_| invalid("timezone", format!("unknown time zone {name:?}")))
+    chrono_tz::Tz::from_str(name).map_err(|_| invalid_field("timezone", format!("unknown time zone {name:?}")))
 }
 
 impl Trigger {
     /// Checks every field; errors are `invalid_policy` naming the field.
     pub fn validate(&self) -> Result<()> {
         match self {
-            Trigger::MaxAgeDays(0) => Err(invalid("max_age_days", "must be at least 1")),
-            Trigger::MaxUses(0) => Err(invalid("max_uses", "must be at least 1")),
+            Trigger::MaxAgeDays(0) => Err(invalid_field("max_age_days", "must be at least 1")),
+            Trigger::MaxUses(0) => Err(invalid_field("max_uses", "must be at least 1")),
             Trigger::MaxAgeDays(_) | Trigger::MaxUses(_) => Ok(()),
             Trigger::Cron { expr, timezone } => {
                 parse_cron(expr)?;
@@ -115,19 +116,19 @@ impl Trigger {
             }
             Trigger::Monthly { day, hour, minute } => {
                 if !(1..=31).contains(day) {
-                    return Err(invalid("monthly.day", "must be 1 to 31"));
+                    return Err(invalid_field("monthly.day", "must be 1 to 31"));
                 }
                 if *hour > 23 {
-                    return Err(invalid("monthly.hour", "must be 0 to 23"));
+                    return Err(invalid_field("monthly.hour", "must be 0 to 23"));
                 }
                 if *minute > 59 {
-                    return Err(invalid("monthly.minute", "must be 0 to 59"));
+                    return Err(invalid_field("monthly.minute", "must be 0 to 59"));
                 }
                 Ok(())
             }
             Trigger::Any(list) | Trigger::All(list) => {
                 if list.is_empty() {
-                    return Err(invalid("any/all", "needs at least one trigger"));
+                    return Err(invalid_field("any/all", "needs at least one trigger"));
                 }
                 list.iter().try_for_each(Trigger::validate)
             }
@@ -211,7 +212,7 @@ impl Policy {
     /// Checks the name and the trigger.
     pub fn validate(&self) -> Result<()> {
         crate::ids::KeyringName::parse(self.name.as_str()).map_err(|_| {
-            invalid(
+            invalid_field(
                 "name",
                 format!("{:?}: use 1 to 128 letters, digits, '.', '_', '-' or ':'", self.name),
             )

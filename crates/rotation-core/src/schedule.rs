@@ -17,6 +17,9 @@ pub enum ScheduleState {
     Failed,
     /// Cancelled by an operator.
     Cancelled,
+    /// Its policy's `max_retries` were exhausted: no more automatic
+    /// attempts until an operator runs `schedule resume`.
+    Orphaned,
 }
 
 impl ScheduleState {
@@ -27,6 +30,7 @@ impl ScheduleState {
             ScheduleState::Done => "done",
             ScheduleState::Failed => "failed",
             ScheduleState::Cancelled => "cancelled",
+            ScheduleState::Orphaned => "orphaned",
         }
     }
 
@@ -37,6 +41,7 @@ impl ScheduleState {
             "done" => ScheduleState::Done,
             "failed" => ScheduleState::Failed,
             "cancelled" => ScheduleState::Cancelled,
+            "orphaned" => ScheduleState::Orphaned,
             _ => return None,
         })
     }
@@ -68,4 +73,11 @@ pub struct Schedule {
     pub last_error: Option<String>,
     /// Policy evaluated each time the schedule is due (recurring schedules).
     pub policy: Option<String>,
+    /// Failed attempts in a row (reset by a success or `schedule resume`).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Seconds added to every due time computed from the policy, so paired
+    /// credentials never rotate at the same moment.
+    #[serde(default)]
+    pub offset_seconds: i64,
 }

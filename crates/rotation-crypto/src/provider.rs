@@ -49,6 +49,14 @@ impl CryptoProvider for RingCrypto {
         digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
     }
 
+    fn hmac_sha256(&self, key: &[u8], message: &[u8]) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+        ring::hmac::sign(&key, message)
+            .as_ref()
+            .try_into()
+            .expect("HMAC-SHA256 is 32 bytes")
+    }
+
     fn verify_ed25519(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
         public_key.len() == 32
             && UnparsedPublicKey::new(&ED25519, public_key)
@@ -113,5 +121,27 @@ impl RingCrypto {
         let mut nonces = vec![0u8; n * 12];
         self.fill_random(&mut nonces)?;
         Ok(nonces)
+    }
+}
+
+#[cfg(test)]
+mod hmac_tests {
+    use rotation_core::ports::CryptoProvider;
+
+    use super::RingCrypto;
+
+    /// RFC 4231 test cases 1 and 2.
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        let hex = |b: [u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let c = RingCrypto::new();
+        assert_eq!(
+            hex(c.hmac_sha256(&[0x0b; 20], b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hex(c.hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

@@ -14,9 +14,10 @@ use rotation_core::ids::{KeyringName, ValueId};
 use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
 use rotation_core::policy::Policy;
 use rotation_core::ports::Snapshot;
-use rotation_core::ports::{RecordQuery, StateStore, StoreTx};
+use rotation_core::ports::{OutboxMessage, RecordQuery, StateStore, StoreTx};
 use rotation_core::run::Run;
 use rotation_core::schedule::Schedule;
+use rotation_core::secret::{Secret, SecretVersion};
 use rotation_core::time::Timestamp;
 
 /// Counters shared by a [`FaultyStore`] and its transactions.
@@ -113,6 +114,26 @@ impl StateStore for FaultyStore {
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.faults.check()?;
         self.inner.get_meta(key).await
+    }
+
+    async fn get_secret(&self, path: &str) -> Result<Option<Secret>> {
+        self.faults.check()?;
+        self.inner.get_secret(path).await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<Secret>> {
+        self.faults.check()?;
+        self.inner.list_secrets().await
+    }
+
+    async fn list_secret_versions(&self, path: &str) -> Result<Vec<SecretVersion>> {
+        self.faults.check()?;
+        self.inner.list_secret_versions(path).await
+    }
+
+    async fn list_outbox(&self, only_pending: bool, limit: usize) -> Result<Vec<OutboxMessage>> {
+        self.faults.check()?;
+        self.inner.list_outbox(only_pending, limit).await
     }
 
     async fn get_authority(&self, id: &AuthorityId) -> Result<Option<Authority>> {
@@ -421,6 +442,47 @@ impl StoreTx for FaultyTx {
     async fn put_policy(&mut self, policy: &Policy) -> Result<()> {
         self.faults.check()?;
         self.inner.put_policy(policy).await
+    }
+
+    async fn get_secret(&mut self, path: &str) -> Result<Option<Secret>> {
+        self.faults.check()?;
+        self.inner.get_secret(path).await
+    }
+
+    async fn put_secret(&mut self, secret: &Secret) -> Result<()> {
+        self.faults.check()?;
+        self.inner.put_secret(secret).await
+    }
+
+    async fn list_secret_versions(&mut self, path: &str) -> Result<Vec<SecretVersion>> {
+        self.faults.check()?;
+        self.inner.list_secret_versions(path).await
+    }
+
+    async fn put_secret_version(&mut self, version: &SecretVersion) -> Result<()> {
+        self.faults.check()?;
+        self.inner.put_secret_version(version).await
+    }
+
+    async fn enqueue_outbox(&mut self, messages: &[OutboxMessage]) -> Result<u64> {
+        self.faults.check()?;
+        self.inner.enqueue_outbox(messages).await
+    }
+
+    async fn claim_outbox(
+        &mut self,
+        now: Timestamp,
+        owner: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>> {
+        self.faults.check()?;
+        self.inner.claim_outbox(now, owner, until, limit).await
+    }
+
+    async fn update_outbox(&mut self, message: &OutboxMessage) -> Result<()> {
+        self.faults.check()?;
+        self.inner.update_outbox(message).await
     }
 
     async fn delete_policy(&mut self, name: &str) -> Result<()> {

@@ -185,6 +185,8 @@ pub fn schedule(target: Target, due_at: Timestamp) -> Schedule {
         claim_expires_at: None,
         last_error: None,
         policy: None,
+        attempts: 0,
+        offset_seconds: 0,
     }
 }
 

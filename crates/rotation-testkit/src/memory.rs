@@ -15,9 +15,10 @@ use rotation_core::error::{Error, Reason, Result};
 use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
 use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
 use rotation_core::policy::Policy;
-use rotation_core::ports::{RecordQuery, Snapshot, StateStore, StoreTx};
+use rotation_core::ports::{OutboxMessage, RecordQuery, Snapshot, StateStore, StoreTx};
 use rotation_core::run::Run;
 use rotation_core::schedule::{Schedule, ScheduleState};
+use rotation_core::secret::{Secret, SecretVersion};
 use rotation_core::time::Timestamp;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
@@ -43,9 +44,30 @@ struct State {
     /// Ordered by `(keyring, id)`, the keyset-paging order.
     values: Arc<BTreeMap<(KeyringName, ValueId), SealedValue>>,
     policies: Arc<BTreeMap<String, Policy>>,
+    secrets: Arc<BTreeMap<String, Secret>>,
+    secret_versions: Arc<BTreeMap<(String, u32), SecretVersion>>,
+    outbox: Arc<BTreeMap<Uuid, OutboxMessage>>,
 }
 
 impl State {
+    fn list_secret_versions(&self, path: &str) -> Vec<SecretVersion> {
+        self.secret_versions
+            .range((path.to_owned(), 0)..=(path.to_owned(), u32::MAX))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn list_outbox(&self, only_pending: bool) -> Vec<OutboxMessage> {
+        let mut all: Vec<OutboxMessage> = self
+            .outbox
+            .values()
+            .filter(|m| !only_pending || m.delivered_at.is_none())
+            .cloned()
+            .collect();
+        all.sort_by_key(|m| (m.created_at, m.id));
+        all
+    }
+
     fn get_authority(&self, id: &AuthorityId) -> Option<Authority> {
         self.authorities.get(id).cloned()
     }
@@ -411,6 +433,24 @@ impl StateStore for MemoryStore {
         Ok(self.shared.snapshot().policies.values().cloned().collect())
     }
 
+    async fn get_secret(&self, path: &str) -> Result<Option<Secret>> {
+        Ok(self.shared.snapshot().secrets.get(path).cloned())
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<Secret>> {
+        Ok(self.shared.snapshot().secrets.values().cloned().collect())
+    }
+
+    async fn list_secret_versions(&self, path: &str) -> Result<Vec<SecretVersion>> {
+        Ok(self.shared.snapshot().list_secret_versions(path))
+    }
+
+    async fn list_outbox(&self, only_pending: bool, limit: usize) -> Result<Vec<OutboxMessage>> {
+        let mut all = self.shared.snapshot().list_outbox(only_pending);
+        all.truncate(limit);
+        Ok(all)
+    }
+
     async fn snapshot(&self) -> Result<Snapshot> {
         use base64::Engine as _;
         let s = self.shared.snapshot();
@@ -431,6 +471,9 @@ impl StateStore for MemoryStore {
             versions: s.versions.values().cloned().collect(),
             values: s.values.values().cloned().collect(),
             policies: s.policies.values().cloned().collect(),
+            secrets: s.secrets.values().cloned().collect(),
+            secret_versions: s.secret_versions.values().cloned().collect(),
+            outbox: s.list_outbox(false),
         })
     }
 
@@ -773,6 +816,79 @@ impl StoreTx for MemoryTx {
         match Arc::make_mut(&mut self.state.policies).remove(name) {
             Some(_) => Ok(()),
             None => Err(not_found(format_args!("policy {name}"))),
+        }
+    }
+
+    async fn get_secret(&mut self, path: &str) -> Result<Option<Secret>> {
+        Ok(self.state.secrets.get(path).cloned())
+    }
+
+    async fn put_secret(&mut self, secret: &Secret) -> Result<()> {
+        Arc::make_mut(&mut self.state.secrets).insert(secret.path.clone(), secret.clone());
+        Ok(())
+    }
+
+    async fn list_secret_versions(&mut self, path: &str) -> Result<Vec<SecretVersion>> {
+        Ok(self.state.list_secret_versions(path))
+    }
+
+    async fn put_secret_version(&mut self, version: &SecretVersion) -> Result<()> {
+        Arc::make_mut(&mut self.state.secret_versions).insert((version.path.clone(), version.version), version.clone());
+        Ok(())
+    }
+
+    async fn enqueue_outbox(&mut self, messages: &[OutboxMessage]) -> Result<u64> {
+        let mut inserted = 0;
+        for m in messages {
+            if self.state.outbox.contains_key(&m.id) {
+                return Err(already_exists(format!("outbox message {}", m.id)));
+            }
+            if let Some(key) = &m.dedup_key
+                && self.state.outbox.values().any(|o| o.dedup_key.as_ref() == Some(key))
+            {
+                continue;
+            }
+            Arc::make_mut(&mut self.state.outbox).insert(m.id, m.clone());
+            inserted += 1;
+        }
+        Ok(inserted)
+    }
+
+    async fn claim_outbox(
+        &mut self,
+        now: Timestamp,
+        owner: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>> {
+        let mut due: Vec<OutboxMessage> = self
+            .state
+            .list_outbox(true)
+            .into_iter()
+            .filter(|m| m.next_attempt_at <= now && m.claim_expires_at.is_none_or(|e| e <= now))
+            .collect();
+        due.truncate(limit);
+        let table = Arc::make_mut(&mut self.state.outbox);
+        for m in &mut due {
+            m.claimed_by = Some(owner.to_owned());
+            m.claim_expires_at = Some(until);
+            table.insert(m.id, m.clone());
+        }
+        Ok(due)
+    }
+
+    async fn update_outbox(&mut self, message: &OutboxMessage) -> Result<()> {
+        match Arc::make_mut(&mut self.state.outbox).get_mut(&message.id) {
+            Some(m) => {
+                m.attempts = message.attempts;
+                m.next_attempt_at = message.next_attempt_at;
+                m.delivered_at = message.delivered_at;
+                m.last_error.clone_from(&message.last_error);
+                m.claimed_by.clone_from(&message.claimed_by);
+                m.claim_expires_at = message.claim_expires_at;
+                Ok(())
+            }
+            None => Err(not_found(format!("outbox message {}", message.id))),
         }
     }
 

@@ -85,6 +85,8 @@ impl Engine {
             claim_expires_at: None,
             last_error: None,
             policy: Some(policy.to_owned()),
+            attempts: 0,
+            offset_seconds: 0,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_schedule(&schedule).await?;

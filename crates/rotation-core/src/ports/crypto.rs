@@ -39,6 +39,9 @@ pub trait CryptoProvider: Send + Sync {
     /// SHA-256 of `data`.
     fn sha256(&self, data: &[u8]) -> [u8; 32];
 
+    /// HMAC-SHA256 of `message` under `key` (RFC 2104), e.g. to sign webhook bodies.
+    fn hmac_sha256(&self, key: &[u8], message: &[u8]) -> [u8; 32];
+
     /// Whether `signature` is a valid Ed25519 signature of `message` by the
     /// 32-byte `public_key`. Malformed inputs are simply invalid.
     fn verify_ed25519(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool;

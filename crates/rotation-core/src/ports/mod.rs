@@ -5,9 +5,14 @@
 mod crypto;
 mod custody;
 mod notifier;
+mod secrets;
 mod store;
 
 pub use crypto::{CryptoProvider, DataKey};
 pub use custody::{KeyCustody, NewSigningKey, WrapContext};
 pub use notifier::{LogNotifier, Notification, Notifier};
-pub use store::{RecordQuery, Snapshot, StateStore, StoreTx};
+pub use secrets::{
+    CredentialTarget, NonEmptyVerifier, SecretBackend, Step, StepContext, StepOutput, StoreOnlyResolver,
+    StoreOnlyTarget, TargetResolver, Verifier, VersionedValue,
+};
+pub use store::{OutboxMessage, RecordQuery, Snapshot, StateStore, StoreTx};

@@ -23,8 +23,17 @@ pub struct Notification {
 /// reports; the engine logs it and goes on.
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Delivers one notification.
+    /// Delivers one notification to the notifier's default destination.
     async fn notify(&self, notification: &Notification) -> Result<()>;
+
+    /// Delivers one notification to `recipient` (a webhook URL,
+    /// `mailto:ADDRESS` or `log`). An error means "not delivered, try
+    /// again later"; it never carries secret material. The default ignores
+    /// the recipient.
+    async fn deliver(&self, recipient: &str, notification: &Notification) -> Result<()> {
+        let _ = recipient;
+        self.notify(notification).await
+    }
 }
 
 /// Writes notifications to the log (`tracing`, target `rotation::notify`).

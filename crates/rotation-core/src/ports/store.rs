@@ -9,8 +9,10 @@ use crate::error::Result;
 use crate::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
 use crate::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
 use crate::policy::Policy;
+use crate::ports::Notification;
 use crate::run::Run;
 use crate::schedule::Schedule;
+use crate::secret::{Secret, SecretVersion};
 use crate::time::Timestamp;
 
 /// Which trust-chain records to list. Results are ordered by
@@ -39,6 +41,36 @@ impl Default for RecordQuery {
             limit: usize::MAX,
         }
     }
+}
+
+/// A notification waiting for delivery: the outbox. Events are enqueued
+/// in the transaction that records the change they report, and delivered
+/// afterwards with retries, so a receiver that is down loses nothing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OutboxMessage {
+    /// Id.
+    pub id: uuid::Uuid,
+    /// At most one message per key is ever enqueued (e.g. one "expiring in
+    /// 7 days" notice per certificate version); `None` never deduplicates.
+    pub dedup_key: Option<String>,
+    /// Where to deliver: a webhook URL, `mailto:ADDRESS` or `log`.
+    pub recipient: String,
+    /// The event.
+    pub notification: Notification,
+    /// When it was enqueued.
+    pub created_at: Timestamp,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Not delivered before this instant (backoff).
+    pub next_attempt_at: Timestamp,
+    /// When it was delivered; `None` while pending.
+    pub delivered_at: Option<Timestamp>,
+    /// Error of the last failed attempt (never carries secret material).
+    pub last_error: Option<String>,
+    /// Process delivering it.
+    pub claimed_by: Option<String>,
+    /// Until when the claim holds.
+    pub claim_expires_at: Option<Timestamp>,
 }
 
 /// Everything a store holds, for encrypted backups and restores. Sealed
@@ -70,6 +102,15 @@ pub struct Snapshot {
     pub values: Vec<SealedValue>,
     /// Policies.
     pub policies: Vec<Policy>,
+    /// Secrets' metadata.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// Secret versions kept by the store's own secret backend (labels and attributes).
+    #[serde(default)]
+    pub secret_versions: Vec<SecretVersion>,
+    /// Outbox messages.
+    #[serde(default)]
+    pub outbox: Vec<OutboxMessage>,
 }
 
 impl Snapshot {
@@ -112,6 +153,18 @@ impl Snapshot {
         }
         for p in &self.policies {
             tx.put_policy(p).await?;
+        }
+        for secret in &self.secrets {
+            tx.put_secret(secret).await?;
+        }
+        for v in &self.secret_versions {
+            tx.put_secret_version(v).await?;
+        }
+        for chunk in self.outbox.chunks(1000) {
+            tx.enqueue_outbox(chunk).await?;
+            for m in chunk {
+                tx.update_outbox(m).await?;
+            }
         }
         Ok(())
     }
@@ -192,6 +245,17 @@ pub trait StateStore: Send + Sync {
     async fn get_policy(&self, name: &str) -> Result<Option<Policy>>;
     /// All policies, ordered by name.
     async fn list_policies(&self) -> Result<Vec<Policy>>;
+
+    /// One secret's metadata.
+    async fn get_secret(&self, path: &str) -> Result<Option<Secret>>;
+    /// All secrets, ordered by path.
+    async fn list_secrets(&self) -> Result<Vec<Secret>>;
+    /// Versions of a secret kept by the store's own backend, ascending.
+    async fn list_secret_versions(&self, path: &str) -> Result<Vec<SecretVersion>>;
+
+    /// Outbox messages ordered by `(created_at, id)`, at most `limit`;
+    /// with `only_pending`, only undelivered ones.
+    async fn list_outbox(&self, only_pending: bool, limit: usize) -> Result<Vec<OutboxMessage>>;
 
     /// A consistent copy of everything (read inside one transaction).
     async fn snapshot(&self) -> Result<Snapshot>;
@@ -300,6 +364,34 @@ pub trait StoreTx: Send {
     async fn put_policy(&mut self, policy: &Policy) -> Result<()>;
     /// Deletes a policy; `not_found` if missing.
     async fn delete_policy(&mut self, name: &str) -> Result<()>;
+
+    /// One secret's metadata.
+    async fn get_secret(&mut self, path: &str) -> Result<Option<Secret>>;
+    /// Inserts or replaces a secret's metadata (keyed by path).
+    async fn put_secret(&mut self, secret: &Secret) -> Result<()>;
+    /// Versions of a secret kept by the store's own backend, ascending.
+    async fn list_secret_versions(&mut self, path: &str) -> Result<Vec<SecretVersion>>;
+    /// Inserts or replaces one secret version's labels and attributes
+    /// (keyed by path and version). The store checks nothing about labels;
+    /// the backend keeps them unique.
+    async fn put_secret_version(&mut self, version: &SecretVersion) -> Result<()>;
+
+    /// Enqueues messages; one whose `dedup_key` is already in the outbox
+    /// is skipped. Returns how many were inserted. `already_exists` for a taken id.
+    async fn enqueue_outbox(&mut self, messages: &[OutboxMessage]) -> Result<u64>;
+    /// Claims up to `limit` undelivered messages with `next_attempt_at <= now`
+    /// and no live claim (expiring after `now`): sets `claimed_by = owner`,
+    /// `claim_expires_at = until`; returns them oldest first.
+    async fn claim_outbox(
+        &mut self,
+        now: Timestamp,
+        owner: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>>;
+    /// Replaces a message's delivery fields (attempts, next attempt,
+    /// delivered, last error, claim); `not_found` if missing.
+    async fn update_outbox(&mut self, message: &OutboxMessage) -> Result<()>;
 
     /// The current head of the audit chain, locked for this transaction.
     async fn audit_head(&mut self) -> Result<Option<AuditHead>>;

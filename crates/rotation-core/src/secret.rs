@@ -1,0 +1,583 @@
+//! Secrets (seeds 001, 003): a path, a type, versions with stage labels,
+//! how new values are generated and how a rotation replaces them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::time::Timestamp;
+
+/// Checks a secret path: 1 to 256 bytes of `[A-Za-z0-9._/-]`, segments
+/// separated by single `/`, no leading or trailing `/`, no `.` or `..`
+/// segment. Paths double as Vault KV paths and value ids, so they stay plain.
+pub fn check_path(path: &str) -> Result<()> {
+    let ok_chars = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+    let ok_segments = path.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+    if path.is_empty() || path.len() > 256 || !ok_chars || !ok_segments {
+        return Err(Error::invalid_input(format!(
+            "invalid secret path {:?}: use 1 to 256 bytes of [A-Za-z0-9._-] segments separated by '/'",
+            path.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// Kind of secret (seed 003); decides the default strategy and the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretType {
+    /// Any value; store only.
+    Generic,
+    /// A password; store only unless a script or target is attached.
+    Password,
+    /// An API key: dual-write by default, the old key disabled after the grace period.
+    ApiKey,
+    /// A PostgreSQL role's password, changed with `ALTER ROLE`.
+    Database,
+    /// An X.509 certificate and its private key (PEM), renewed before expiry.
+    Certificate,
+}
+
+impl SecretType {
+    /// All types.
+    pub const ALL: [SecretType; 5] = [
+        SecretType::Generic,
+        SecretType::Password,
+        SecretType::ApiKey,
+        SecretType::Database,
+        SecretType::Certificate,
+    ];
+
+    /// The stable string of this type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretType::Generic => "generic",
+            SecretType::Password => "password",
+            SecretType::ApiKey => "api_key",
+            SecretType::Database => "database",
+            SecretType::Certificate => "certificate",
+        }
+    }
+
+    /// The strategy used when the policy names none.
+    pub fn default_strategy(self) -> Strategy {
+        match self {
+            SecretType::ApiKey => Strategy::DualWrite,
+            SecretType::Generic | SecretType::Password | SecretType::Database | SecretType::Certificate => {
+                Strategy::Staged
+            }
+        }
+    }
+}
+
+impl FromStr for SecretType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        SecretType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "unknown secret type {s:?}: use generic, password, api_key, database or certificate"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for SecretType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Stage label of a secret version. Each label is on at most one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Stage {
+    /// The value in use.
+    Current,
+    /// A new value being rotated in.
+    Pending,
+    /// The value replaced by the last rotation.
+    Previous,
+}
+
+impl Stage {
+    /// The stable string of this stage (`CURRENT`, `PENDING`, `PREVIOUS`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Current => "CURRENT",
+            Stage::Pending => "PENDING",
+            Stage::Previous => "PREVIOUS",
+        }
+    }
+}
+
+impl FromStr for Stage {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "current" => Ok(Stage::Current),
+            "pending" => Ok(Stage::Pending),
+            "previous" => Ok(Stage::Previous),
+            _ => Err(Error::invalid_input(format!(
+                "unknown stage {s:?}: use current, pending or previous"
+            ))),
+        }
+    }
+}
+
+/// Which version of a secret to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSelector {
+    /// The version carrying this label.
+    Stage(Stage),
+    /// This version number.
+    Version(u32),
+}
+
+/// A secret value in memory: zeroized on drop, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(Zeroizing<String>);
+
+impl SecretValue {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretValue(Zeroizing::new(value.into()))
+    }
+
+    /// The value. Callers must not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue([redacted])")
+    }
+}
+
+/// Non-secret facts about one version, kept by the backend with its labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretVersion {
+    /// The secret's path.
+    pub path: String,
+    /// Version number, from 1, never reused.
+    pub version: u32,
+    /// Labels on this version.
+    pub stages: Vec<Stage>,
+    /// When the version was written.
+    pub created_at: Timestamp,
+    /// Non-secret attributes, e.g. `username` (blue-green slot role),
+    /// `not_after` (certificates), `rotation_id`, `grace_until`, `disabled_at`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl SecretVersion {
+    /// Whether the version carries `stage`.
+    pub fn has(&self, stage: Stage) -> bool {
+        self.stages.contains(&stage)
+    }
+
+    /// An attribute.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+/// Rotation strategy (seed 001).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Write CURRENT, then verify; restore the previous value on failure.
+    Immediate,
+    /// Write PENDING, verify, then move the labels atomically.
+    Staged,
+    /// Old and new both valid at the target until the grace period ends; then the old is disabled.
+    DualWrite,
+    /// Two credential slots; rotate the idle one, then flip.
+    BlueGreen,
+}
+
+impl Strategy {
+    /// All strategies.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Immediate,
+        Strategy::Staged,
+        Strategy::DualWrite,
+        Strategy::BlueGreen,
+    ];
+
+    /// The stable string (`immediate`, `staged`, `dual-write`, `blue-green`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Immediate => "immediate",
+            Strategy::Staged => "staged",
+            Strategy::DualWrite => "dual-write",
+            Strategy::BlueGreen => "blue-green",
+        }
+    }
+
+    /// Parses a strategy; `_` and `-` are interchangeable.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.replace('_', "-").to_ascii_lowercase();
+        Strategy::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How new values are generated (seed 001).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Generator {
+    /// Random characters from a charset.
+    Random {
+        /// Length in characters (1 to 4096).
+        length: u32,
+        /// The charset.
+        charset: Charset,
+    },
+    /// A UUID v4.
+    Uuid,
+    /// Hexadecimal characters (length in characters, 1 to 4096).
+    Hex {
+        /// Length in characters.
+        length: u32,
+    },
+}
+
+impl Default for Generator {
+    fn default() -> Self {
+        Generator::Random {
+            length: 32,
+            charset: Charset::Alphanumeric,
+        }
+    }
+}
+
+/// Characters a random generator draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Charset {
+    /// `A-Z a-z 0-9`.
+    Alphanumeric,
+    /// Alphanumeric plus `!#$%&*+-.=?@^_~`.
+    Symbols,
+    /// `0-9`.
+    Digits,
+    /// `a-z`.
+    Lower,
+    /// `a-f0-9`.
+    Hex,
+}
+
+impl Charset {
+    fn alphabet(self) -> &'static [u8] {
+        match self {
+            Charset::Alphanumeric => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            Charset::Symbols => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&*+-.=?@^_~",
+            Charset::Digits => b"0123456789",
+            Charset::Lower => b"abcdefghijklmnopqrstuvwxyz",
+            Charset::Hex => b"0123456789abcdef",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "alphanumeric" | "alnum" => Charset::Alphanumeric,
+            "symbols" | "ascii" => Charset::Symbols,
+            "digits" => Charset::Digits,
+            "lower" => Charset::Lower,
+            "hex" => Charset::Hex,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Charset::Alphanumeric => "alphanumeric",
+            Charset::Symbols => "symbols",
+            Charset::Digits => "digits",
+            Charset::Lower => "lower",
+            Charset::Hex => "hex",
+        }
+    }
+}
+
+const MAX_GENERATED: u32 = 4096;
+
+impl Generator {
+    /// Parses `random:LEN[:CHARSET]`, `uuid` or `hex:LEN`; errors are
+    /// `invalid_policy` naming the `generator` field.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let bad = |m: String| crate::policy::invalid_field("generator", m);
+        let mut parts = spec.split(':');
+        let kind = parts.next().unwrap_or_default();
+        let length = |p: Option<&str>| -> Result<u32> {
+            let n: u32 = p
+                .ok_or_else(|| bad(format!("{spec:?} needs a length")))?
+                .parse()
+                .map_err(|_| bad(format!("{spec:?}: length must be a positive number")))?;
+            if n == 0 || n > MAX_GENERATED {
+                return Err(bad(format!("{spec:?}: length must be 1 to {MAX_GENERATED}")));
+            }
+            Ok(n)
+        };
+        let generator = match kind {
+            "random" => {
+                let length = length(parts.next())?;
+                let charset = match parts.next() {
+                    None => Charset::Alphanumeric,
+                    Some(c) => Charset::parse(c).ok_or_else(|| {
+                        bad(format!(
+                            "unknown charset {c:?}: use alphanumeric, symbols, digits, lower or hex"
+                        ))
+                    })?,
+                };
+                Generator::Random { length, charset }
+            }
+            "uuid" => Generator::Uuid,
+            "hex" => Generator::Hex {
+                length: length(parts.next())?,
+            },
+            _ => {
+                return Err(bad(format!(
+                    "unknown generator {spec:?}: use random:LEN[:CHARSET], uuid or hex:LEN"
+                )));
+            }
+        };
+        if parts.next().is_some() {
+            return Err(bad(format!("{spec:?} has too many parts")));
+        }
+        Ok(generator)
+    }
+
+    /// The spec string this generator parses from.
+    pub fn spec(&self) -> String {
+        match self {
+            Generator::Random { length, charset } => format!("random:{length}:{}", charset.as_str()),
+            Generator::Uuid => "uuid".into(),
+            Generator::Hex { length } => format!("hex:{length}"),
+        }
+    }
+
+    /// Generates a value from `random` (a cryptographically secure source
+    /// filling the buffer). Characters are drawn without modulo bias
+    /// (rejection sampling).
+    pub fn generate(&self, random: &dyn Fn(&mut [u8]) -> Result<()>) -> Result<SecretValue> {
+        match self {
+            Generator::Uuid => {
+                let mut b = [0u8; 16];
+                random(&mut b)?;
+                Ok(SecretValue::new(uuid::Builder::from_random_bytes(b).into_uuid().to_string()))
+            }
+            Generator::Hex { length } => draw(Charset::Hex.alphabet(), *length, random),
+            Generator::Random { length, charset } => draw(charset.alphabet(), *length, random),
+        }
+    }
+}
+
+fn draw(alphabet: &[u8], length: u32, random: &dyn Fn(&mut [u8]) -> Result<()>) -> Result<SecretValue> {
+    // Largest multiple of the alphabet size below 256: bytes at or above it
+    // are rejected so every character is equally likely.
+    let limit = 256 - (256 % alphabet.len());
+    let mut out = Zeroizing::new(String::with_capacity(length as usize));
+    let mut buf = Zeroizing::new(vec![0u8; (length as usize).max(16) * 2]);
+    while out.len() < length as usize {
+        random(&mut buf)?;
+        for &b in buf.iter() {
+            if (b as usize) < limit && out.len() < length as usize {
+                out.push(char::from(alphabet[b as usize % alphabet.len()]));
+            }
+        }
+    }
+    Ok(SecretValue(out))
+}
+
+/// Per-secret settings: what the secret is for and how it is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretConfig {
+    /// Database: path of the secret holding the admin connection URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_secret: Option<String>,
+    /// Database: the role whose password rotates (blue-green: `<role>_blue` / `<role>_green`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Executable run for each rotation step (`create`, `set`, `test`, `finish`, `rollback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// Verification tests run before promotion, in addition to the policy's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<String>,
+    /// Generator used when the policy names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<Generator>,
+    /// Certificate: path of the secret holding the issuing CA (PEM certificate and key); self-signed without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<String>,
+    /// Certificate: issue a CA certificate (basic constraints CA, may sign certificates).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ca: bool,
+    /// Certificate: subject common name and DNS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
+    /// Certificate: validity of new certificates in days (default 90).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_days: Option<u32>,
+    /// Certificate: renew when the current certificate expires within this many days (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before_days: Option<u32>,
+}
+
+/// A secret's metadata (its values live in the [`crate::ports::SecretBackend`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    /// Path, e.g. `db/prod/app`.
+    pub path: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub secret_type: SecretType,
+    /// Policy used by `secret rotate` and schedules when none is given.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Settings.
+    #[serde(default)]
+    pub config: SecretConfig,
+    /// When the secret was first written.
+    pub created_at: Timestamp,
+    /// When its metadata last changed.
+    pub updated_at: Timestamp,
+    /// When a rotation last completed.
+    #[serde(default)]
+    pub last_rotated_at: Option<Timestamp>,
+}
+
+/// Status of a rotation as shown in history and status (seed 001's `RotationStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationStatus {
+    /// Recorded, not started.
+    Pending,
+    /// Creating, promoting, finishing or rolling back.
+    InProgress,
+    /// Testing the new value.
+    Verifying,
+    /// Completed.
+    Success,
+    /// Failed without rollback.
+    Failed,
+    /// Rolled back; the previous value is current.
+    RolledBack,
+}
+
+impl RotationStatus {
+    /// The status of a run in `state`.
+    pub fn of(state: crate::run::RunState) -> Self {
+        use crate::run::RunState as S;
+        match state {
+            S::Pending => RotationStatus::Pending,
+            S::Creating | S::Promoting | S::Finishing | S::RollingBack => RotationStatus::InProgress,
+            S::Verifying => RotationStatus::Verifying,
+            S::Completed => RotationStatus::Success,
+            S::Failed => RotationStatus::Failed,
+            S::RolledBack => RotationStatus::RolledBack,
+        }
+    }
+
+    /// The stable string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationStatus::Pending => "pending",
+            RotationStatus::InProgress => "in_progress",
+            RotationStatus::Verifying => "verifying",
+            RotationStatus::Success => "success",
+            RotationStatus::Failed => "failed",
+            RotationStatus::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// Replaces every occurrence of each value in `text` with `[redacted]`
+/// (script output and target messages never carry a secret).
+pub fn redact(text: &str, values: &[&SecretValue]) -> String {
+    let mut out = text.to_owned();
+    for v in values {
+        if !v.expose().is_empty() {
+            out = out.replace(v.expose(), "[redacted]");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Reason;
+
+    fn counter_random() -> impl Fn(&mut [u8]) -> Result<()> {
+        let state = std::sync::Mutex::new(0u8);
+        move |buf: &mut [u8]| {
+            let mut s = state.lock().unwrap();
+            for b in buf {
+                *s = s.wrapping_add(97);
+                *b = *s;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn generators_have_the_asked_shape() {
+        let r = counter_random();
+        let v = Generator::parse("random:40:digits").unwrap().generate(&r).unwrap();
+        assert_eq!(v.expose().len(), 40);
+        assert!(v.expose().bytes().all(|b| b.is_ascii_digit()));
+        let v = Generator::parse("hex:64").unwrap().generate(&r).unwrap();
+        assert_eq!(v.expose().len(), 64);
+        assert!(v.expose().bytes().all(|b| b.is_ascii_hexdigit()));
+        let v = Generator::parse("uuid").unwrap().generate(&r).unwrap();
+        let u = uuid::Uuid::parse_str(v.expose()).unwrap();
+        assert_eq!(u.get_version_num(), 4);
+        let v = Generator::parse("random:12").unwrap().generate(&r).unwrap();
+        assert!(v.expose().bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn bad_generators_name_the_field() {
+        for spec in ["random", "random:0", "random:x", "hex:99999", "guid", "random:8:emoji", "uuid:4"] {
+            let e = Generator::parse(spec).unwrap_err();
+            assert_eq!(e.reason, Reason::InvalidPolicy, "{spec}");
+            assert!(e.message.contains("`generator`"), "{spec}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn paths_are_checked() {
+        for ok in ["db/prod/app", "api-key", "a.b_c/d"] {
+            check_path(ok).unwrap();
+        }
+        for bad in ["", "/abs", "a//b", "a/../b", "trailing/", "sp ace", "x\n"] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn values_never_show_in_debug_and_are_redacted() {
+        let v = SecretValue::new("hunter2-secret");
+        assert!(!format!("{v:?}").contains("hunter2"));
+        assert_eq!(redact("pw=hunter2-secret ok", &[&v]), "pw=[redacted] ok");
+    }
+}
