@@ -109,8 +109,10 @@ pub struct StepContext {
     pub previous: Option<VersionedValue>,
     /// CURRENT values of secrets the settings refer to (`admin_secret`, `ca_secret`), by path.
     pub references: BTreeMap<String, SecretValue>,
-    /// Blue-green: the slot (role) the new value is for.
+    /// Blue-green: the slot (role) the step acts on.
     pub slot: Option<String>,
+    /// The engine's clock at the step (certificates are issued from it).
+    pub now: crate::time::Timestamp,
 }
 
 impl StepContext {
@@ -154,6 +156,13 @@ pub trait CredentialTarget: Send + Sync {
     /// Runs one step. `Ok` means the step succeeded; an error fails it with
     /// a stable reason (`verification_failed` for `test`).
     async fn run(&self, ctx: &StepContext) -> Result<StepOutput>;
+    /// Non-secret attributes of a value written by a caller (e.g. a
+    /// certificate's `not_after`); `invalid_input` if the value cannot be
+    /// used by this target (e.g. not a PEM certificate and key).
+    fn inspect(&self, secret: &Secret, value: &SecretValue) -> Result<BTreeMap<String, String>> {
+        let _ = (secret, value);
+        Ok(BTreeMap::new())
+    }
 }
 
 /// A named verification test of a new value.
