@@ -1,0 +1,390 @@
+//! The PostgreSQL role target: `ALTER ROLE ... PASSWORD` over an admin
+//! connection, tested by a fresh login as the role.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rotation_core::ports::{CredentialTarget, Step, StepContext, StepOutput, Verifier};
+use rotation_core::secret::{Secret, Strategy};
+use rotation_core::{Error, Reason, Result};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+
+use crate::text::{Redactor, display_url, step_error};
+
+/// Default time allowed to open a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time allowed for the statements of one step.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A PostgreSQL role whose password rotates (secret type `database`).
+///
+/// Settings of the secret: `admin_secret` names the secret whose current
+/// value is the admin connection URL (`postgres://user:pw@host:port/db`,
+/// found in [`StepContext::references`]); `role` names the role (with
+/// blue-green the engine names the slot role, `<role>_blue` or
+/// `<role>_green`, in [`StepContext::slot`], and only that role is touched).
+///
+/// Steps: `set` runs `ALTER ROLE <role> PASSWORD <pending>` (the statement
+/// is built by the server with `format('%I', '%L')`, so any role name and
+/// value is quoted correctly); `test` opens a fresh connection to the same
+/// host, port and database as the role with the pending password and runs
+/// `SELECT 1`; `rollback` sets the current password again (`PASSWORD NULL`
+/// when there is none); `create`, `finish` and `disable` change nothing (a
+/// role has one password, so the previous one stopped working at `set`).
+/// Every step is idempotent.
+///
+/// Errors: `invalid_input` for missing settings, `backend_unavailable` when
+/// the server cannot be reached (connect timeout 5 s by default),
+/// `verification_failed` when the login of `test` is refused,
+/// `rotation_failed` for other failures of `set` and `rollback`. Statements
+/// are never logged by the driver (they carry the password).
+#[derive(Debug, Clone)]
+pub struct PostgresRoleTarget {
+    connect_timeout: Duration,
+    statement_timeout: Duration,
+}
+
+impl Default for PostgresRoleTarget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The admin connection and where it points, without its password.
+struct Admin {
+    options: PgConnectOptions,
+    /// `host:port/database`.
+    location: String,
+}
+
+impl PostgresRoleTarget {
+    /// A target with a 5 s connect timeout and 30 s for the statements of a step.
+    pub fn new() -> Self {
+        PostgresRoleTarget {
+            connect_timeout: CONNECT_TIMEOUT,
+            statement_timeout: STATEMENT_TIMEOUT,
+        }
+    }
+
+    /// The same target with another connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The role the step acts on: the blue-green slot, else the `role` setting.
+    fn role<'a>(&self, ctx: &'a StepContext) -> Result<&'a str> {
+        let role = match ctx.slot.as_deref() {
+            Some(slot) => slot,
+            None => ctx.secret.config.role.as_deref().ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "secret {}: the setting `role` is missing: name the PostgreSQL role whose password rotates",
+                    ctx.secret.path
+                ))
+            })?,
+        };
+        if role.is_empty() {
+            return Err(Error::invalid_input(format!(
+                "secret {}: the PostgreSQL role name is empty",
+                ctx.secret.path
+            )));
+        }
+        Ok(role)
+    }
+
+    /// The admin connection options from the `admin_secret` reference;
+    /// adds the admin password to `redactor`.
+    fn admin(&self, ctx: &StepContext, redactor: &mut Redactor) -> Result<Admin> {
+        let path = &ctx.secret.path;
+        let admin_secret = ctx.secret.config.admin_secret.as_deref().ok_or_else(|| {
+            Error::invalid_input(format!(
+                "secret {path}: the setting `admin_secret` is missing: name the secret holding the admin connection URL"
+            ))
+        })?;
+        let value = ctx.references.get(admin_secret).ok_or_else(|| {
+            Error::invalid_input(format!(
+                "secret {path}: the admin secret {admin_secret} has no current value"
+            ))
+        })?;
+        let url = url::Url::parse(value.expose()).map_err(|e| {
+            Error::invalid_input(format!(
+                "secret {path}: the admin secret {admin_secret} is not a postgres:// URL ({e})"
+            ))
+        })?;
+        if let Some(pw) = url.password() {
+            redactor.add(pw);
+            redactor.add(&percent_decode(pw));
+        }
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(Error::invalid_input(format!(
+                "secret {path}: the admin secret {admin_secret} is not a postgres:// URL (scheme {:?})",
+                url.scheme()
+            )));
+        }
+        let options = PgConnectOptions::from_url(&url)
+            .map_err(|e| {
+                Error::invalid_input(format!(
+                    "secret {path}: the admin URL {} is not usable: {}",
+                    display_url(&url),
+                    redactor.apply(&e.to_string())
+                ))
+            })?
+            .disable_statement_logging();
+        let location = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or(options.get_username())
+        );
+        Ok(Admin { options, location })
+    }
+
+    /// Opens a connection; `backend_unavailable` if the server cannot be
+    /// reached in time, `on_refused` for errors the server returned.
+    async fn connect(
+        &self,
+        options: &PgConnectOptions,
+        location: &str,
+        who: &str,
+        on_refused: Reason,
+        redactor: &Redactor,
+    ) -> Result<PgConnection> {
+        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(options)).await {
+            Err(_) => Err(Error::backend(format!(
+                "cannot reach PostgreSQL at {location} within {} s",
+                self.connect_timeout.as_secs_f64()
+            ))),
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => {
+                let text = redactor.apply(&e.to_string());
+                Err(match e {
+                    sqlx::Error::Database(_) => {
+                        Error::new(on_refused, format!("PostgreSQL at {location} refused {who}: {text}"))
+                    }
+                    sqlx::Error::Configuration(_) => {
+                        Error::invalid_input(format!("cannot connect to PostgreSQL at {location} as {who}: {text}"))
+                    }
+                    _ => Error::backend(format!("cannot reach PostgreSQL at {location}: {text}")),
+                })
+            }
+        }
+    }
+
+    /// Sets the role's password to `password` (`PASSWORD NULL` for `None`).
+    async fn alter_password(
+        &self,
+        ctx: &StepContext,
+        role: &str,
+        password: Option<&str>,
+        redactor: &mut Redactor,
+    ) -> Result<String> {
+        let admin = self.admin(ctx, redactor)?;
+        let step = ctx.step;
+        let location = admin.location.clone();
+        let mut conn = self
+            .connect(
+                &admin.options,
+                &location,
+                "the admin login",
+                Reason::RotationFailed,
+                redactor,
+            )
+            .await
+            .map_err(|e| match e.reason {
+                Reason::RotationFailed => step_error(step, e.message),
+                _ => e,
+            })?;
+        let work = async {
+            // Checked first, so a missing role never puts the statement
+            // (with the password) into the server's error log.
+            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1")
+                .bind(role)
+                .fetch_optional(&mut conn)
+                .await?;
+            if exists.is_none() {
+                return Ok(Err(format!("role {role:?} does not exist")));
+            }
+            let sql: String = match password {
+                Some(pw) => {
+                    sqlx::query_scalar("SELECT pg_catalog.format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)")
+                        .bind(role)
+                        .bind(pw)
+                        .fetch_one(&mut conn)
+                        .await?
+                }
+                None => {
+                    sqlx::query_scalar("SELECT pg_catalog.format('ALTER ROLE %I PASSWORD NULL', $1::text)")
+                        .bind(role)
+                        .fetch_one(&mut conn)
+                        .await?
+                }
+            };
+            // Simple query protocol: not prepared, nothing cached.
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await?;
+            Ok::<_, sqlx::Error>(Ok(()))
+        };
+        let outcome = tokio::time::timeout(self.statement_timeout, work).await;
+        let _ = conn.close().await;
+        let statement = match password {
+            Some(_) => format!("ALTER ROLE {role} PASSWORD [redacted] on {location}"),
+            None => format!("ALTER ROLE {role} PASSWORD NULL on {location}"),
+        };
+        match outcome {
+            Err(_) => Err(Error::backend(format!(
+                "{statement}: no answer within {} s",
+                self.statement_timeout.as_secs_f64()
+            ))),
+            Ok(Ok(Ok(()))) => {
+                tracing::info!(role, location = %location, step = step.as_str(), "PostgreSQL role password changed");
+                Ok(statement)
+            }
+            Ok(Ok(Err(message))) => Err(step_error(step, format!("{statement} failed: {message}"))),
+            Ok(Err(e)) => {
+                let text = redactor.apply(&e.to_string());
+                Err(match e {
+                    sqlx::Error::Io(_) | sqlx::Error::Tls(_) => Error::backend(format!("{statement} failed: {text}")),
+                    _ => step_error(step, format!("{statement} failed: {text}")),
+                })
+            }
+        }
+    }
+
+    /// Logs in as the role with the pending password and runs `SELECT 1`.
+    async fn login(&self, ctx: &StepContext, redactor: &mut Redactor) -> Result<String> {
+        let role = self.role(ctx)?;
+        let pending = ctx
+            .pending
+            .as_ref()
+            .ok_or_else(|| Error::invalid_input(format!("secret {}: no new value to test", ctx.secret.path)))?;
+        let admin = self.admin(ctx, redactor)?;
+        let options = admin.options.clone().username(role).password(pending.value.expose());
+        let who = format!("the login of role {role} with the new password");
+        let mut conn = self
+            .connect(&options, &admin.location, &who, Reason::VerificationFailed, redactor)
+            .await?;
+        let outcome = tokio::time::timeout(
+            self.statement_timeout,
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn),
+        )
+        .await;
+        let _ = conn.close().await;
+        match outcome {
+            Ok(Ok(1)) => Ok(format!(
+                "login as {role} on {} with the new password: ok",
+                admin.location
+            )),
+            Ok(Ok(n)) => Err(Error::new(
+                Reason::VerificationFailed,
+                format!("login as {role} on {}: SELECT 1 returned {n}", admin.location),
+            )),
+            Ok(Err(e)) => Err(Error::new(
+                Reason::VerificationFailed,
+                format!(
+                    "login as {role} on {}: SELECT 1 failed: {}",
+                    admin.location,
+                    redactor.apply(&e.to_string())
+                ),
+            )),
+            Err(_) => Err(Error::backend(format!(
+                "login as {role} on {}: SELECT 1 got no answer within {} s",
+                admin.location,
+                self.statement_timeout.as_secs_f64()
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl CredentialTarget for PostgresRoleTarget {
+    fn describe(&self, secret: &Secret) -> String {
+        let role = secret.config.role.as_deref().unwrap_or("<role not set>");
+        match secret.config.admin_secret.as_deref() {
+            Some(admin) => format!("ALTER ROLE {role} over the admin connection in secret {admin}"),
+            None => format!("ALTER ROLE {role} (no admin_secret set)"),
+        }
+    }
+
+    fn strategies(&self) -> &'static [Strategy] {
+        &[Strategy::Immediate, Strategy::Staged, Strategy::BlueGreen]
+    }
+
+    async fn run(&self, ctx: &StepContext) -> Result<StepOutput> {
+        let mut redactor = Redactor::for_step(ctx);
+        let log = match ctx.step {
+            Step::Create => "create: nothing to do (the engine generates the password)".to_owned(),
+            Step::Finish => "finish: nothing to do".to_owned(),
+            Step::Disable => {
+                "disable: nothing to do (a PostgreSQL role has one password; the old one stopped working at set)"
+                    .to_owned()
+            }
+            Step::Set => {
+                let role = self.role(ctx)?;
+                let pending = ctx
+                    .pending
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid_input(format!("secret {}: no new value to set", ctx.secret.path)))?;
+                let done = self
+                    .alter_password(ctx, role, Some(pending.value.expose()), &mut redactor)
+                    .await?;
+                format!("set: {done}")
+            }
+            Step::Test => format!("test: {}", self.login(ctx, &mut redactor).await?),
+            Step::Rollback => {
+                let role = self.role(ctx)?;
+                let current = ctx.current.as_ref().map(|c| c.value.expose());
+                let done = self.alter_password(ctx, role, current, &mut redactor).await?;
+                format!("rollback: {done}")
+            }
+        };
+        Ok(StepOutput {
+            log: redactor.apply(&log),
+            ..StepOutput::default()
+        })
+    }
+}
+
+#[async_trait]
+impl Verifier for PostgresRoleTarget {
+    async fn verify(&self, ctx: &StepContext) -> Result<StepOutput> {
+        let mut redactor = Redactor::for_step(ctx);
+        let log = self.login(ctx, &mut redactor).await?;
+        Ok(StepOutput {
+            log: redactor.apply(&log),
+            ..StepOutput::default()
+        })
+    }
+}
+
+/// Decodes `%XX` escapes (userinfo of a URL); other bytes are kept.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_userinfo() {
+        assert_eq!(percent_decode("a%40b%2Fc%"), "a@b/c%");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("x%4"), "x%4");
+    }
+}
