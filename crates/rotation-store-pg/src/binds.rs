@@ -81,5 +81,7 @@ pub(crate) fn bind_schedule<'q>(q: Query<'q>, s: &Schedule) -> Query<'q> {
         .bind(opt_micros(s.claim_expires_at))
         .bind(s.last_error.clone())
         .bind(s.policy.clone())
+        .bind(i64::from(s.attempts))
+        .bind(s.offset_seconds)
         .bind(s.id.to_string())
 }

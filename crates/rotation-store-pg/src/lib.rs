@@ -16,13 +16,13 @@
 //! - Independently of that lock, the statements that coordinate processes
 //!   lock what they touch: `audit_head` inside a transaction reads the single
 //!   head row `FOR UPDATE` (the hash chain stays linear), and
-//!   `claim_due_schedules` claims with `FOR UPDATE SKIP LOCKED` (concurrent
-//!   claimers get disjoint schedules).
+//!   `claim_due_schedules` and `claim_outbox` claim with `FOR UPDATE SKIP
+//!   LOCKED` (concurrent claimers get disjoint schedules and messages).
 //! - At most one non-terminal run per target is enforced by a partial unique
 //!   index; violating it is `concurrent_rotation`.
 //! - Bulk writes (`insert_records`, `resign_records`, `put_values`,
-//!   `reseal_values`) are one statement per 10,000 rows over `UNNEST`ed
-//!   arrays, not one round trip per row.
+//!   `reseal_values`, `enqueue_outbox`) are one statement per 10,000 rows
+//!   over `UNNEST`ed arrays, not one round trip per row.
 //! - Timestamps are BIGINT unix microseconds, ids TEXT in the `"C"`
 //!   collation (byte order, whatever the database locale), JSON TEXT
 //!   stored verbatim. Every stored value is re-validated when read, and a
@@ -37,6 +37,7 @@ mod error;
 mod keyrings;
 mod queries;
 mod rows;
+mod secrets;
 mod snapshot;
 mod store;
 mod tx;

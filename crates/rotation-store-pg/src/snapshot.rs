@@ -94,6 +94,17 @@ pub(crate) async fn snapshot(pool: &PgPool) -> Result<Snapshot> {
             "reading values"
         ),
         policies: table!("SELECT * FROM policies ORDER BY name", rows::policy, "reading policies"),
+        secrets: table!("SELECT * FROM secrets ORDER BY path", rows::secret, "reading secrets"),
+        secret_versions: table!(
+            "SELECT * FROM secret_versions ORDER BY path, version",
+            rows::secret_version,
+            "reading secret versions"
+        ),
+        outbox: table!(
+            "SELECT * FROM outbox ORDER BY created_at, id",
+            rows::outbox_message,
+            "reading the outbox"
+        ),
     };
     tx.rollback().await.map_err(read("ending a snapshot"))?;
     Ok(snapshot)
@@ -103,7 +114,7 @@ pub(crate) async fn snapshot(pool: &PgPool) -> Result<Snapshot> {
 pub(crate) async fn clear_all(c: &mut PgConnection) -> Result<()> {
     sqlx::query(
         "TRUNCATE meta, authorities, signing_keys, trust_records, runs, schedules, audit_events, keyrings, \
-         key_versions, sealed_values, policies",
+         key_versions, sealed_values, policies, secrets, secret_versions, outbox",
     )
     .execute(&mut *c)
     .await

@@ -18,10 +18,12 @@ use crate::error::{
     ONE_ACTIVE_RUN, backend, insert, is_aborted_transaction, is_unique_violation, is_unique_violation_of, missing,
 };
 use crate::rows::{self, micros};
-use crate::{keyrings, queries};
+use crate::{keyrings, queries, secrets};
 use rotation_core::ids::KeyringName;
 use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
 use rotation_core::policy::Policy;
+use rotation_core::ports::OutboxMessage;
+use rotation_core::secret::{Secret, SecretVersion};
 
 /// Rows per `UNNEST` statement of a bulk write (one array per column).
 pub(crate) const BULK_CHUNK: usize = 10_000;
@@ -369,7 +371,8 @@ impl StoreTx for PgTx {
         let query = bind_schedule(
             sqlx::query(
                 "INSERT INTO schedules (target, due_at, state, created_at, actor, claimed_by, claim_expires_at, \
-                 last_error, policy, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 last_error, policy, attempts, offset_seconds, id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             ),
             s,
         );
@@ -383,7 +386,8 @@ impl StoreTx for PgTx {
         let done = bind_schedule(
             sqlx::query(
                 "UPDATE schedules SET target = $1, due_at = $2, state = $3, created_at = $4, actor = $5, \
-                 claimed_by = $6, claim_expires_at = $7, last_error = $8, policy = $9 WHERE id = $10",
+                 claimed_by = $6, claim_expires_at = $7, last_error = $8, policy = $9, attempts = $10, \
+                 offset_seconds = $11 WHERE id = $12",
             ),
             s,
         )
@@ -533,5 +537,39 @@ impl StoreTx for PgTx {
 
     async fn delete_policy(&mut self, name: &str) -> Result<()> {
         keyrings::delete_policy(&mut self.tx, name).await
+    }
+
+    async fn get_secret(&mut self, path: &str) -> Result<Option<Secret>> {
+        secrets::get_secret(&mut *self.tx, path).await
+    }
+
+    async fn put_secret(&mut self, secret: &Secret) -> Result<()> {
+        secrets::put_secret(&mut self.tx, secret).await
+    }
+
+    async fn list_secret_versions(&mut self, path: &str) -> Result<Vec<SecretVersion>> {
+        secrets::list_secret_versions(&mut *self.tx, path).await
+    }
+
+    async fn put_secret_version(&mut self, version: &SecretVersion) -> Result<()> {
+        secrets::put_secret_version(&mut self.tx, version).await
+    }
+
+    async fn enqueue_outbox(&mut self, messages: &[OutboxMessage]) -> Result<u64> {
+        secrets::enqueue_outbox(&mut self.tx, messages).await
+    }
+
+    async fn claim_outbox(
+        &mut self,
+        now: Timestamp,
+        owner: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>> {
+        secrets::claim_outbox(&mut self.tx, now, owner, until, limit).await
+    }
+
+    async fn update_outbox(&mut self, message: &OutboxMessage) -> Result<()> {
+        secrets::update_outbox(&mut self.tx, message).await
     }
 }

@@ -17,6 +17,7 @@ mod error;
 mod keyrings;
 mod queries;
 mod rows;
+mod secrets;
 mod snapshot;
 mod store;
 mod tx;

@@ -8,8 +8,10 @@ use rotation_core::chain::{RecordKind, TrustRecord};
 use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
 use rotation_core::keyring::{KeyVersion, Keyring, SealedValue, VersionState};
 use rotation_core::policy::Policy;
+use rotation_core::ports::OutboxMessage;
 use rotation_core::run::{Run, RunState};
 use rotation_core::schedule::{Schedule, ScheduleState};
+use rotation_core::secret::{Secret, SecretVersion};
 use rotation_core::time::Timestamp;
 use rotation_core::{Error, Result};
 use sqlx::Row;
@@ -259,6 +261,8 @@ pub(crate) fn schedule(row: &SqliteRow) -> Result<Schedule> {
         claim_expires_at: r.opt_ts("claim_expires_at")?,
         last_error: r.opt_text("last_error")?,
         policy: r.opt_text("policy")?,
+        attempts: r.u32("attempts")?,
+        offset_seconds: r.int("offset_seconds")?,
     })
 }
 
@@ -337,6 +341,50 @@ pub(crate) fn policy(row: &SqliteRow) -> Result<Policy> {
     let r = Reader::new(row, "policies", "name");
     let body = r.text("body")?;
     serde_json::from_str(&body).map_err(|e| r.bad("body", e))
+}
+
+/// A `secrets` row: its JSON body, which must name the row's path.
+pub(crate) fn secret(row: &SqliteRow) -> Result<Secret> {
+    let r = Reader::new(row, "secrets", "path");
+    let body = r.text("body")?;
+    let secret: Secret = serde_json::from_str(&body).map_err(|e| r.bad("body", e))?;
+    if secret.path != r.text("path")? {
+        return Err(r.bad("body", "names another path"));
+    }
+    Ok(secret)
+}
+
+/// A `secret_versions` row.
+pub(crate) fn secret_version(row: &SqliteRow) -> Result<SecretVersion> {
+    let r = Reader::new(row, "secret_versions", "path");
+    let stages = r.text("stages")?;
+    let attributes = r.text("attributes")?;
+    Ok(SecretVersion {
+        path: r.text("path")?,
+        version: r.u32("version")?,
+        stages: serde_json::from_str(&stages).map_err(|e| r.bad("stages", e))?,
+        created_at: r.ts("created_at")?,
+        attributes: serde_json::from_str(&attributes).map_err(|e| r.bad("attributes", e))?,
+    })
+}
+
+/// An `outbox` row.
+pub(crate) fn outbox_message(row: &SqliteRow) -> Result<OutboxMessage> {
+    let r = Reader::new(row, "outbox", "id");
+    let notification = r.text("notification")?;
+    Ok(OutboxMessage {
+        id: r.parsed("id", uuid)?,
+        dedup_key: r.opt_text("dedup_key")?,
+        recipient: r.text("recipient")?,
+        notification: serde_json::from_str(&notification).map_err(|e| r.bad("notification", e))?,
+        created_at: r.ts("created_at")?,
+        attempts: r.u32("attempts")?,
+        next_attempt_at: r.ts("next_attempt_at")?,
+        delivered_at: r.opt_ts("delivered_at")?,
+        last_error: r.opt_text("last_error")?,
+        claimed_by: r.opt_text("claimed_by")?,
+        claim_expires_at: r.opt_ts("claim_expires_at")?,
+    })
 }
 
 /// Maps every row with `f`.

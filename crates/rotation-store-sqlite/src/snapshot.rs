@@ -89,6 +89,17 @@ pub(crate) async fn snapshot(pool: &SqlitePool) -> Result<Snapshot> {
             "reading values"
         ),
         policies: table!("SELECT * FROM policies ORDER BY name", rows::policy, "reading policies"),
+        secrets: table!("SELECT * FROM secrets ORDER BY path", rows::secret, "reading secrets"),
+        secret_versions: table!(
+            "SELECT * FROM secret_versions ORDER BY path, version",
+            rows::secret_version,
+            "reading secret versions"
+        ),
+        outbox: table!(
+            "SELECT * FROM outbox ORDER BY created_at, id",
+            rows::outbox_message,
+            "reading the outbox"
+        ),
     };
     tx.rollback().await.map_err(read("ending a snapshot"))?;
     Ok(snapshot)
@@ -109,6 +120,9 @@ pub(crate) async fn clear_all(c: &mut SqliteConnection) -> Result<()> {
         "key_versions",
         "sealed_values",
         "policies",
+        "secrets",
+        "secret_versions",
+        "outbox",
     ] {
         // Fixed table names only.
         let sql = sqlx::AssertSqlSafe(format!("DELETE FROM {table}"));

@@ -15,10 +15,12 @@ use sqlx::Row;
 use crate::connect::{BUSY_TIMEOUT, SqliteStore};
 use crate::error::backend;
 use crate::tx::SqliteTx;
-use crate::{keyrings, queries, rows};
+use crate::{keyrings, queries, rows, secrets};
 use rotation_core::ids::{KeyringName, ValueId};
 use rotation_core::keyring::{KeyVersion, Keyring, SealedValue};
 use rotation_core::policy::Policy;
+use rotation_core::ports::OutboxMessage;
+use rotation_core::secret::{Secret, SecretVersion};
 
 #[async_trait]
 impl StateStore for SqliteStore {
@@ -182,6 +184,22 @@ impl StateStore for SqliteStore {
 
     async fn list_policies(&self) -> Result<Vec<Policy>> {
         keyrings::list_policies(&self.pool).await
+    }
+
+    async fn get_secret(&self, path: &str) -> Result<Option<Secret>> {
+        secrets::get_secret(&self.pool, path).await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<Secret>> {
+        secrets::list_secrets(&self.pool).await
+    }
+
+    async fn list_secret_versions(&self, path: &str) -> Result<Vec<SecretVersion>> {
+        secrets::list_secret_versions(&self.pool, path).await
+    }
+
+    async fn list_outbox(&self, only_pending: bool, limit: usize) -> Result<Vec<OutboxMessage>> {
+        secrets::list_outbox(&self.pool, only_pending, limit).await
     }
 
     async fn snapshot(&self) -> Result<rotation_core::ports::Snapshot> {

@@ -15,12 +15,14 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::binds::{bind_authority, bind_key, bind_run, bind_schedule, insert_records_sql, json_text};
 use crate::error::{backend, insert, is_unique_violation, is_unique_violation_on, missing};
-use crate::keyrings;
 use crate::queries::{self, placeholders};
 use crate::rows::{self, micros};
+use crate::{keyrings, secrets};
 use rotation_core::ids::KeyringName;
 use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
 use rotation_core::policy::Policy;
+use rotation_core::ports::OutboxMessage;
+use rotation_core::secret::{Secret, SecretVersion};
 
 /// Rows per multi-row `INSERT` of trust records (10 parameters each).
 const INSERT_CHUNK: usize = 100;
@@ -317,7 +319,7 @@ impl StoreTx for SqliteTx {
         bind_schedule(
             sqlx::query(
                 "INSERT INTO schedules (target, due_at, state, created_at, actor, claimed_by, claim_expires_at, \
-                 last_error, policy, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 last_error, policy, attempts, offset_seconds, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             s,
         )
@@ -331,7 +333,7 @@ impl StoreTx for SqliteTx {
         let done = bind_schedule(
             sqlx::query(
                 "UPDATE schedules SET target = ?, due_at = ?, state = ?, created_at = ?, actor = ?, claimed_by = ?, \
-                 claim_expires_at = ?, last_error = ?, policy = ? WHERE id = ?",
+                 claim_expires_at = ?, last_error = ?, policy = ?, attempts = ?, offset_seconds = ? WHERE id = ?",
             ),
             s,
         )
@@ -461,5 +463,39 @@ impl StoreTx for SqliteTx {
 
     async fn delete_policy(&mut self, name: &str) -> Result<()> {
         keyrings::delete_policy(&mut self.tx, name).await
+    }
+
+    async fn get_secret(&mut self, path: &str) -> Result<Option<Secret>> {
+        secrets::get_secret(&mut *self.tx, path).await
+    }
+
+    async fn put_secret(&mut self, secret: &Secret) -> Result<()> {
+        secrets::put_secret(&mut self.tx, secret).await
+    }
+
+    async fn list_secret_versions(&mut self, path: &str) -> Result<Vec<SecretVersion>> {
+        secrets::list_secret_versions(&mut *self.tx, path).await
+    }
+
+    async fn put_secret_version(&mut self, version: &SecretVersion) -> Result<()> {
+        secrets::put_secret_version(&mut self.tx, version).await
+    }
+
+    async fn enqueue_outbox(&mut self, messages: &[OutboxMessage]) -> Result<u64> {
+        secrets::enqueue_outbox(&mut self.tx, messages).await
+    }
+
+    async fn claim_outbox(
+        &mut self,
+        now: Timestamp,
+        owner: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>> {
+        secrets::claim_outbox(&mut self.tx, now, owner, until, limit).await
+    }
+
+    async fn update_outbox(&mut self, message: &OutboxMessage) -> Result<()> {
+        secrets::update_outbox(&mut self.tx, message).await
     }
 }

@@ -78,9 +78,14 @@ where
     keyrings::values(new_store().await).await;
     keyrings::policies_and_target_audit(new_store().await).await;
     keyrings::snapshot_restore_and_clear(new_store().await, new_store().await).await;
+    secrets::secrets_and_versions(new_store().await).await;
+    secrets::outbox(new_store().await).await;
+    secrets::schedule_retry_fields(new_store().await).await;
+    secrets::snapshot_restore_and_clear(new_store().await, new_store().await).await;
 }
 
 mod keyrings;
+mod secrets;
 
 /// Unwraps store results with a message naming the failed operation.
 trait Must<T> {

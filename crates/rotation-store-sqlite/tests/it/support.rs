@@ -126,6 +126,8 @@ pub(crate) fn schedule(target: &str, due: i64) -> Schedule {
         claim_expires_at: None,
         last_error: None,
         policy: Some("monthly".into()),
+        attempts: 0,
+        offset_seconds: 0,
     }
 }
 
