@@ -41,6 +41,20 @@ pub mod event {
     pub const CHAIN_ISSUED: &str = "chain_issued";
     /// The store was initialised.
     pub const STORE_INITIALISED: &str = "store_initialised";
+    /// A secret value was written by a caller (`secret put`).
+    pub const SECRET_WRITTEN: &str = "secret_written";
+    /// A secret (or keyring value) was read in plaintext.
+    pub const SECRET_READ: &str = "secret_read";
+    /// One step of a secret rotation ran at its target (details: step, log).
+    pub const SECRET_STEP: &str = "secret_step";
+    /// Dual-write: the previous value was disabled after its grace period.
+    pub const SECRET_PREVIOUS_DISABLED: &str = "secret_previous_disabled";
+    /// A schedule exhausted its retries and stopped.
+    pub const SCHEDULE_ORPHANED: &str = "schedule_orphaned";
+    /// An orphaned or failed schedule was resumed by an operator.
+    pub const SCHEDULE_RESUMED: &str = "schedule_resumed";
+    /// Statistics were reset.
+    pub const STATS_RESET: &str = "stats_reset";
 }
 
 /// An event to append; the store assigns sequence and hashes.

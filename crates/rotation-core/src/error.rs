@@ -67,6 +67,30 @@ impl Reason {
         }
     }
 
+    /// Every reason.
+    pub const ALL: [Reason; 15] = [
+        Reason::ConcurrentRotation,
+        Reason::RotationFailed,
+        Reason::InvalidScheduleTime,
+        Reason::GracePeriodNotExpired,
+        Reason::KeyNotInGracePeriod,
+        Reason::NotFound,
+        Reason::AlreadyExists,
+        Reason::VerificationFailed,
+        Reason::RolledBack,
+        Reason::InvalidPolicy,
+        Reason::InvalidInput,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::BackendUnavailable,
+        Reason::Tampered,
+    ];
+
+    /// Parses a stable reason string.
+    pub fn parse(s: &str) -> Option<Self> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     /// Whether retrying the same operation later may succeed.
     pub fn is_retryable(self) -> bool {
         matches!(self, Reason::BackendUnavailable | Reason::ConcurrentRotation)

@@ -13,6 +13,7 @@ use croner::parser::{CronParser, Seconds};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Reason, Result};
+use crate::secret::{Generator, Strategy};
 use crate::time::Timestamp;
 
 /// When a credential is due.
@@ -71,6 +72,151 @@ pub struct Policy {
     pub retire_old: bool,
     /// When the policy was last written.
     pub updated_at: Timestamp,
+    /// How rotations under this policy are carried out (secrets; the
+    /// grace period, retries and notifications apply to every kind).
+    #[serde(default)]
+    pub procedure: Procedure,
+}
+
+/// How a rotation runs (seeds 001, 003): rotation type, strategy,
+/// generator, verification, rollback, retries, grace and notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Procedure {
+    /// `manual` (never by a schedule), `automatic` (interval) or `scheduled` (cron).
+    pub rotation_type: RotationType,
+    /// Calendar triggers only fire within this many minutes after an occurrence.
+    pub window_minutes: Option<u32>,
+    /// Strategy; the secret type's default when `None`.
+    pub strategy: Option<Strategy>,
+    /// Generator; the secret's or `random:32` when `None`.
+    pub generator: Option<Generator>,
+    /// Run the verification tests before promotion.
+    pub require_verification: bool,
+    /// Named verification tests (e.g. `login`, `certificate`, `script`, `http:URL`, `nonempty`).
+    pub verification_tests: Vec<String>,
+    /// Undo a rotation whose verification or steps fail.
+    pub auto_rollback: bool,
+    /// Failed scheduled attempts retried before the schedule is orphaned.
+    pub max_retries: u32,
+    /// Backoff before the first retry, doubling each time.
+    pub retry_backoff_seconds: u32,
+    /// Grace period of the replaced credential (dual-write: both valid until it ends).
+    pub grace_period_hours: Option<u32>,
+    /// Inactive policies never fire.
+    pub is_active: bool,
+    /// Notify the recipients when a rotation fails or rolls back.
+    pub notify_on_failure: bool,
+    /// Recipients: webhook URLs, `mailto:ADDRESS` or `log`.
+    pub notify: Vec<String>,
+    /// Lead times in hours: notify this long before a certificate expires
+    /// or a credential's next rotation (e.g. 168 and 24).
+    pub notify_before_hours: Vec<u32>,
+}
+
+impl Default for Procedure {
+    fn default() -> Self {
+        Procedure {
+            rotation_type: RotationType::Automatic,
+            window_minutes: None,
+            strategy: None,
+            generator: None,
+            require_verification: true,
+            verification_tests: Vec::new(),
+            auto_rollback: true,
+            max_retries: 3,
+            retry_backoff_seconds: 60,
+            grace_period_hours: None,
+            is_active: true,
+            notify_on_failure: true,
+            notify: Vec::new(),
+            notify_before_hours: Vec::new(),
+        }
+    }
+}
+
+/// Rotation type (seed 003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationType {
+    /// Only on explicit request; schedules never fire it.
+    Manual,
+    /// On a fixed interval.
+    Automatic,
+    /// On a cron expression.
+    Scheduled,
+}
+
+impl RotationType {
+    /// The stable string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationType::Manual => "manual",
+            RotationType::Automatic => "automatic",
+            RotationType::Scheduled => "scheduled",
+        }
+    }
+
+    /// Parses the stable string; `invalid_policy` naming `rotation_type` otherwise.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "manual" => Ok(RotationType::Manual),
+            "automatic" => Ok(RotationType::Automatic),
+            "scheduled" => Ok(RotationType::Scheduled),
+            _ => Err(invalid_field(
+                "rotation_type",
+                format!("unknown rotation type {s:?}: use manual, automatic or scheduled"),
+            )),
+        }
+    }
+}
+
+/// Limits on procedure numbers.
+pub const MAX_RETRIES: u32 = 100;
+/// Longest grace period a policy may give, in hours (one year).
+pub const MAX_POLICY_GRACE_HOURS: u32 = 24 * 366;
+
+impl Procedure {
+    /// Checks every field; errors are `invalid_policy` naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_retries > MAX_RETRIES {
+            return Err(invalid_field("max_retries", format!("must be 0 to {MAX_RETRIES}")));
+        }
+        if self.retry_backoff_seconds > 86_400 {
+            return Err(invalid_field("retry_backoff_seconds", "must be 0 to 86400"));
+        }
+        if self.grace_period_hours.is_some_and(|h| h > MAX_POLICY_GRACE_HOURS) {
+            return Err(invalid_field(
+                "grace_period_hours",
+                format!("must be 0 to {MAX_POLICY_GRACE_HOURS}"),
+            ));
+        }
+        if self.window_minutes == Some(0) {
+            return Err(invalid_field("window", "must be at least one minute"));
+        }
+        if self.notify_before_hours.iter().any(|h| *h == 0 || *h > 24 * 366) {
+            return Err(invalid_field("notify_before", "lead times must be 1 hour to 366 days"));
+        }
+        if self.require_verification && self.verification_tests.iter().any(String::is_empty) {
+            return Err(invalid_field("verification_tests", "a test name is empty"));
+        }
+        for r in &self.notify {
+            let ok = r == "log"
+                || r.strip_prefix("mailto:")
+                    .is_some_and(|a| a.contains('@') && !a.contains(char::is_whitespace))
+                || ((r.starts_with("https://") || r.starts_with("http://")) && !r.contains(char::is_whitespace));
+            if !ok {
+                return Err(invalid_field(
+                    "notify",
+                    format!(
+                        "unknown recipient {:?}: use an http(s) URL, mailto:ADDRESS or log",
+                        r.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An `invalid_policy` error naming `field`.
@@ -137,15 +283,26 @@ impl Trigger {
 
     /// Whether the trigger fires for `facts`.
     pub fn is_due(&self, facts: &Facts) -> Result<bool> {
+        self.is_due_within(facts, None)
+    }
+
+    /// Whether the trigger fires for `facts`; with a `window`, calendar
+    /// triggers fire only if an occurrence since the credential became
+    /// current lies within `window` before now.
+    pub fn is_due_within(&self, facts: &Facts, window: Option<TimeDelta>) -> Result<bool> {
         Ok(match self {
             Trigger::MaxAgeDays(days) => facts.now - facts.current_since >= TimeDelta::days(i64::from(*days)),
             Trigger::MaxUses(max) => facts.uses >= *max,
-            Trigger::Cron { .. } | Trigger::Monthly { .. } => self
-                .next_calendar_after(facts.current_since)?
-                .is_some_and(|t| t <= facts.now),
+            Trigger::Cron { .. } | Trigger::Monthly { .. } => {
+                let from = match window {
+                    Some(w) => facts.current_since.max(facts.now - w),
+                    None => facts.current_since,
+                };
+                self.next_calendar_after(from)?.is_some_and(|t| t <= facts.now)
+            }
             Trigger::Any(list) => {
                 for t in list {
-                    if t.is_due(facts)? {
+                    if t.is_due_within(facts, window)? {
                         return Ok(true);
                     }
                 }
@@ -153,7 +310,7 @@ impl Trigger {
             }
             Trigger::All(list) => {
                 for t in list {
-                    if !t.is_due(facts)? {
+                    if !t.is_due_within(facts, window)? {
                         return Ok(false);
                     }
                 }
@@ -217,7 +374,18 @@ impl Policy {
                 format!("{:?}: use 1 to 128 letters, digits, '.', '_', '-' or ':'", self.name),
             )
         })?;
-        self.trigger.validate()
+        self.trigger.validate()?;
+        self.procedure.validate()
+    }
+
+    /// Whether the policy fires for `facts`: active, not manual, and its
+    /// trigger due (calendar triggers only within the rotation window).
+    pub fn fires(&self, facts: &Facts) -> Result<bool> {
+        if !self.procedure.is_active || self.procedure.rotation_type == RotationType::Manual {
+            return Ok(false);
+        }
+        let window = self.procedure.window_minutes.map(|m| TimeDelta::minutes(i64::from(m)));
+        self.trigger.is_due_within(facts, window)
     }
 }
 

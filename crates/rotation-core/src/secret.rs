@@ -79,14 +79,11 @@ impl SecretType {
 impl FromStr for SecretType {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        SecretType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| {
-                Error::invalid_input(format!(
-                    "unknown secret type {s:?}: use generic, password, api_key, database or certificate"
-                ))
-            })
+        SecretType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            Error::invalid_input(format!(
+                "unknown secret type {s:?}: use generic, password, api_key, database or certificate"
+            ))
+        })
     }
 }
 
@@ -382,7 +379,9 @@ impl Generator {
             Generator::Uuid => {
                 let mut b = [0u8; 16];
                 random(&mut b)?;
-                Ok(SecretValue::new(uuid::Builder::from_random_bytes(b).into_uuid().to_string()))
+                Ok(SecretValue::new(
+                    uuid::Builder::from_random_bytes(b).into_uuid().to_string(),
+                ))
             }
             Generator::Hex { length } => draw(Charset::Hex.alphabet(), *length, random),
             Generator::Random { length, charset } => draw(charset.alphabet(), *length, random),
@@ -557,7 +556,15 @@ mod tests {
 
     #[test]
     fn bad_generators_name_the_field() {
-        for spec in ["random", "random:0", "random:x", "hex:99999", "guid", "random:8:emoji", "uuid:4"] {
+        for spec in [
+            "random",
+            "random:0",
+            "random:x",
+            "hex:99999",
+            "guid",
+            "random:8:emoji",
+            "uuid:4",
+        ] {
             let e = Generator::parse(spec).unwrap_err();
             assert_eq!(e.reason, Reason::InvalidPolicy, "{spec}");
             assert!(e.message.contains("`generator`"), "{spec}: {}", e.message);

@@ -708,6 +708,7 @@ async fn set_policy(
             migrate: body.migrate,
             retire_old: body.retire_old,
             updated_at: engine.now(),
+            procedure: Default::default(),
         })
         .await?;
     Ok(Json(policy).into_response())

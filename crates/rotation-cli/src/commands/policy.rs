@@ -53,6 +53,7 @@ pub(crate) async fn run(ctx: &Context, command: PolicyCommand) -> Result<()> {
                     migrate,
                     retire_old,
                     updated_at: engine.now(),
+                    procedure: Default::default(),
                 })
                 .await?;
             show(out, &policy)

@@ -205,7 +205,7 @@ impl Engine {
             staged_key: staged,
             ..self.blank_run(target.clone(), id, now)
         };
-        let (run, resumed) = match self.start_run(&target, rotation_id, new_run).await? {
+        let (run, resumed) = match self.start_run(&target, rotation_id, new_run, None).await? {
             Started::Finished(run) => return self.keyring_result(&run, false).await,
             Started::Run(run, resumed) => (run, resumed),
         };

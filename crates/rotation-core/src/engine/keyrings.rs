@@ -157,7 +157,7 @@ impl Engine {
     }
 
     /// The current version and its key, refusing a key at its nonce bound.
-    async fn current_key(&self, name: &KeyringName, adding: u64) -> Result<(KeyVersion, DataKey)> {
+    pub(super) async fn current_key(&self, name: &KeyringName, adding: u64) -> Result<(KeyVersion, DataKey)> {
         let keyring = self.keyring(name).await?;
         let versions = self.store.list_key_versions(name).await?;
         let current = versions

@@ -11,10 +11,15 @@ mod chains;
 mod custody_ops;
 mod keyring_rotation;
 mod keyrings;
+mod outbox;
 mod policies;
 mod report;
 mod rotation;
 mod schedules;
+mod secret_rotation;
+mod secret_store;
+mod secrets;
+mod stats;
 
 use std::sync::Arc;
 
@@ -23,7 +28,10 @@ use chrono::TimeDelta;
 use crate::audit::{self, AuditDraft};
 use crate::error::{Error, Reason, Result};
 use crate::ids::RotationId;
-use crate::ports::{CryptoProvider, KeyCustody, LogNotifier, Notification, Notifier, StateStore, StoreTx};
+use crate::ports::{
+    CryptoProvider, KeyCustody, LogNotifier, Notification, Notifier, SecretBackend, StateStore, StoreOnlyResolver,
+    StoreTx, TargetResolver,
+};
 use crate::run::Run;
 use crate::time::{Clock, Timestamp, truncate};
 
@@ -38,9 +46,15 @@ pub use keyring_rotation::{
     KeyringRotateRequest, KeyringRotation, MigrateOptions, MigrationProgress, MigrationReport, ValueFailure,
 };
 pub use keyrings::{HealthCheck, HealthReport, ImportReport, KeyringReport, VersionShare};
+pub use outbox::DispatchReport;
+pub use policies::MAX_OFFSET_SECONDS;
 pub use report::{ComplianceItem, ComplianceReport, StuckRun};
 pub use rotation::{RotateRequest, RotationResult};
-pub use schedules::ScheduledOutcome;
+pub use schedules::{PlanItem, ScheduledOutcome};
+pub use secret_rotation::{SecretRotateRequest, SecretRotationResult};
+pub use secret_store::{SECRETS_KEYRING, StoreSecretBackend};
+pub use secrets::{HistoryEntry, PutSecret, SecretStatus, SecretSummary, StepRecord, Validation};
+pub use stats::Stats;
 
 /// Tunables of an engine instance.
 #[derive(Debug, Clone)]
@@ -74,6 +88,8 @@ pub struct Engine {
     custody: Arc<dyn KeyCustody>,
     clock: Arc<dyn Clock>,
     notifier: Arc<dyn Notifier>,
+    secrets: Option<Arc<dyn SecretBackend>>,
+    resolver: Arc<dyn TargetResolver>,
     config: EngineConfig,
 }
 
@@ -92,7 +108,31 @@ impl Engine {
             custody,
             clock,
             notifier: Arc::new(LogNotifier),
+            secrets: None,
+            resolver: Arc::new(StoreOnlyResolver),
             config,
+        }
+    }
+
+    /// The same engine keeping secret values in `backend` (default: the
+    /// store's own sealed table, [`StoreSecretBackend`]).
+    pub fn with_secret_backend(mut self, backend: Arc<dyn SecretBackend>) -> Self {
+        self.secrets = Some(backend);
+        self
+    }
+
+    /// The same engine resolving secret targets and verification tests
+    /// with `resolver` (default: store-only targets and `nonempty`).
+    pub fn with_resolver(mut self, resolver: Arc<dyn TargetResolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// The secret backend in use.
+    pub fn secret_backend(&self) -> Arc<dyn SecretBackend> {
+        match &self.secrets {
+            Some(b) => Arc::clone(b),
+            None => Arc::new(StoreSecretBackend::new(self.clone())),
         }
     }
 

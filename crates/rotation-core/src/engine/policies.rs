@@ -7,7 +7,14 @@ use crate::error::{Error, Result};
 use crate::ids::RotationId;
 use crate::ids::Target;
 use crate::keyring::NONCE_LIMIT;
-use crate::policy::{Facts, Policy};
+use chrono::TimeDelta;
+
+use crate::policy::{Facts, Policy, RotationType};
+use crate::secret::{SecretType, Stage};
+use crate::time::Timestamp;
+
+/// Longest schedule offset: 30 days.
+pub const MAX_OFFSET_SECONDS: i64 = 30 * 86_400;
 use crate::schedule::{Schedule, ScheduleState};
 
 impl Engine {
@@ -15,6 +22,9 @@ impl Engine {
     pub async fn set_policy(&self, mut policy: Policy) -> Result<Policy> {
         policy.updated_at = self.now();
         policy.validate()?;
+        for test in &policy.procedure.verification_tests {
+            self.resolver.verifier(test)?;
+        }
         let mut tx = self.store.begin().await?;
         tx.put_policy(&policy).await?;
         let draft = self.draft(
@@ -61,9 +71,16 @@ impl Engine {
     }
 
     /// Adds a recurring schedule: each `run-due` evaluates `policy` for
-    /// `target` and rotates when it fires.
-    pub async fn add_policy_schedule(&self, target: Target, policy: &str) -> Result<Schedule> {
+    /// `target` and rotates when it fires, `offset_seconds` later than the
+    /// policy alone would (so paired credentials never rotate together).
+    pub async fn add_policy_schedule(&self, target: Target, policy: &str, offset_seconds: i64) -> Result<Schedule> {
         self.policy(policy).await?;
+        if !(0..=MAX_OFFSET_SECONDS).contains(&offset_seconds) {
+            return Err(Error::invalid_input(format!(
+                "the offset must be 0 to {} days",
+                MAX_OFFSET_SECONDS / 86_400
+            )));
+        }
         match &target {
             Target::Keyring(name) => {
                 self.keyring(name).await?;
@@ -71,7 +88,10 @@ impl Engine {
             Target::Authority(id) => {
                 self.authority(id).await?;
             }
-            other => return Err(Error::invalid_input(format!("cannot schedule {other} yet"))),
+            Target::Secret(path) => {
+                self.secret(path).await?;
+            }
+            other => return Err(Error::invalid_input(format!("cannot schedule {other}"))),
         }
         let now = self.now();
         let schedule = Schedule {
@@ -86,7 +106,7 @@ impl Engine {
             last_error: None,
             policy: Some(policy.to_owned()),
             attempts: 0,
-            offset_seconds: 0,
+            offset_seconds,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_schedule(&schedule).await?;
@@ -94,23 +114,84 @@ impl Engine {
             crate::audit::event::ROTATION_SCHEDULED,
             target,
             None,
-            json!({"schedule_id": schedule.id, "policy": policy}),
+            json!({"schedule_id": schedule.id, "policy": policy, "offset_seconds": offset_seconds}),
         );
         self.append_audit(tx.as_mut(), now, vec![draft]).await?;
         tx.commit().await?;
         Ok(schedule)
     }
 
-    /// Whether `policy` fires for `target` now (keyrings also rotate at
-    /// half the AES-GCM nonce bound whatever the policy says).
-    pub async fn policy_fires(&self, target: &Target, policy: &Policy) -> Result<bool> {
-        let now = self.now();
-        let facts = match target {
+    /// Whether `policy` fires for `target` now, `offset_seconds` late
+    /// (keyrings also rotate at half the AES-GCM nonce bound whatever the
+    /// policy says; certificates also within `renew_before_days` of expiry).
+    pub async fn policy_fires(&self, target: &Target, policy: &Policy, offset_seconds: i64) -> Result<bool> {
+        let facts = self.facts(target, offset_seconds).await?;
+        if let Target::Keyring(_) = target
+            && facts.uses >= NONCE_LIMIT / 2
+        {
+            return Ok(true);
+        }
+        if !policy.procedure.is_active || policy.procedure.rotation_type == RotationType::Manual {
+            return Ok(false);
+        }
+        if let Some(renew_at) = self.certificate_renewal_time(target).await?
+            && renew_at <= facts.now
+        {
+            return Ok(true);
+        }
+        policy.fires(&facts)
+    }
+
+    /// When `policy` is expected to fire next for `target` (time-based
+    /// triggers and certificate expiry; `None` for manual or inactive policies).
+    pub async fn next_policy_time(
+        &self,
+        target: &Target,
+        policy: &Policy,
+        offset_seconds: i64,
+    ) -> Result<Option<Timestamp>> {
+        if !policy.procedure.is_active || policy.procedure.rotation_type == RotationType::Manual {
+            return Ok(None);
+        }
+        let facts = self.facts(target, 0).await?;
+        let mut next = policy.trigger.next_due_estimate(&facts)?;
+        if let Some(renew_at) = self.certificate_renewal_time(target).await? {
+            next = Some(next.map_or(renew_at, |n| n.min(renew_at)));
+        }
+        Ok(next.map(|t| t + TimeDelta::seconds(offset_seconds)))
+    }
+
+    /// A certificate secret's renewal time: its CURRENT `not_after` minus
+    /// `renew_before_days` (default 30).
+    pub(super) async fn certificate_renewal_time(&self, target: &Target) -> Result<Option<Timestamp>> {
+        let Target::Secret(path) = target else {
+            return Ok(None);
+        };
+        let secret = self.secret(path).await?;
+        if secret.secret_type != SecretType::Certificate {
+            return Ok(None);
+        }
+        let current = self
+            .secret_backend()
+            .versions(path)
+            .await?
+            .into_iter()
+            .find(|v| v.has(Stage::Current));
+        let not_after = current
+            .as_ref()
+            .and_then(|v| v.attr("not_after"))
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        let before = i64::from(secret.config.renew_before_days.unwrap_or(30));
+        Ok(not_after.map(|t| t - TimeDelta::days(before)))
+    }
+
+    /// What policies are evaluated against, `offset_seconds` late.
+    async fn facts(&self, target: &Target, offset_seconds: i64) -> Result<Facts> {
+        let now = self.now() - TimeDelta::seconds(offset_seconds);
+        Ok(match target {
             Target::Keyring(name) => {
                 let (since, uses) = self.keyring_facts(name).await?;
-                if uses >= NONCE_LIMIT / 2 {
-                    return Ok(true);
-                }
                 Facts {
                     now,
                     current_since: since,
@@ -125,12 +206,21 @@ impl Engine {
                     uses: 0,
                 }
             }
-            other => {
-                return Err(Error::invalid_input(format!(
-                    "policies for {other} are not supported yet"
-                )));
+            Target::Secret(path) => {
+                let secret = self.secret(path).await?;
+                let current = self
+                    .secret_backend()
+                    .versions(path)
+                    .await?
+                    .into_iter()
+                    .find(|v| v.has(Stage::Current));
+                Facts {
+                    now,
+                    current_since: current.map_or(secret.created_at, |v| v.created_at),
+                    uses: 0,
+                }
             }
-        };
-        policy.trigger.is_due(&facts)
+            Target::Store => return Err(Error::invalid_input("the store has no policy")),
+        })
     }
 }

@@ -92,7 +92,7 @@ impl Engine {
             schedule_id: request.schedule_id,
             ..self.blank_run(target.clone(), rotation_id, now)
         };
-        let started = self.start_run(&target, request.rotation_id, new_run).await;
+        let started = self.start_run(&target, request.rotation_id, new_run, None).await;
         let (run, resumed) = match started.map_err(|e| e.with_authority(&authority.id))? {
             Started::Finished(run) => return finished_result(&run, false),
             Started::Run(run, resumed) => (run, resumed),
@@ -141,6 +141,7 @@ impl Engine {
         target: &Target,
         rotation_id: Option<RotationId>,
         new_run: impl FnOnce(Timestamp, RotationId) -> Run,
+        plan: Option<serde_json::Value>,
     ) -> Result<Started> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
@@ -201,16 +202,16 @@ impl Engine {
                 let mut run = new_run(now, rotation_id.unwrap_or_else(RotationId::generate));
                 run.lease_owner = lease_owner;
                 tx.insert_run(&run).await?;
-                let draft = self.draft(
-                    event::ROTATION_STARTED,
-                    target.clone(),
-                    Some(run.rotation_id),
-                    json!({
-                        "old_key_id": run.old_key_id, "new_key_id": run.new_key_id,
-                        "old_version": run.old_version, "new_version": run.new_version,
-                        "grace_period_hours": run.grace_period_hours,
-                    }),
-                );
+                let mut details = json!({
+                    "old_key_id": run.old_key_id, "new_key_id": run.new_key_id,
+                    "old_version": run.old_version, "new_version": run.new_version,
+                    "grace_period_hours": run.grace_period_hours,
+                });
+                if let Some(plan) = plan {
+                    // The run's decisions, journaled with it so a resumed run keeps them.
+                    details["plan"] = plan;
+                }
+                let draft = self.draft(event::ROTATION_STARTED, target.clone(), Some(run.rotation_id), details);
                 self.append_audit(tx.as_mut(), now, vec![draft]).await?;
                 Started::Run(run, false)
             }

@@ -5,9 +5,11 @@ use serde_json::json;
 
 use super::Engine;
 use super::rotation::RotateRequest;
+use super::secret_rotation::SecretRotateRequest;
 use crate::audit::event;
 use crate::error::{Error, Reason, Result};
 use crate::ids::{AuthorityId, RotationId, Target};
+use crate::ports::Notification;
 use crate::schedule::{Schedule, ScheduleState};
 use crate::time::{Timestamp, rfc3339};
 
@@ -136,14 +138,16 @@ impl Engine {
                 break;
             }
         }
+        outcomes.extend(self.end_grace_periods().await?);
+        self.notify_upcoming().await?;
         Ok(outcomes)
     }
 
     async fn run_schedule(&self, mut schedule: Schedule) -> Result<ScheduledOutcome> {
         let mut outcome = ScheduledOutcome::new(schedule.id, schedule.target.clone());
         let result = match &schedule.policy {
-            None => self.rotate_target(&schedule.target, Some(schedule.id)).await,
-            Some(policy) => match self.run_policy(&schedule.target, policy).await {
+            None => self.rotate_target(&schedule.target, Some(schedule.id), None).await,
+            Some(policy) => match self.run_policy(&schedule, policy).await {
                 Ok(Some(done)) => Ok(done),
                 Ok(None) => {
                     outcome.skipped = true;
@@ -153,6 +157,8 @@ impl Engine {
             },
         };
         let now = self.now();
+        let mut drafts = Vec::new();
+        let mut orphaned_notice = None;
         match result {
             Ok(done) => {
                 if schedule.policy.is_none() {
@@ -160,6 +166,9 @@ impl Engine {
                 } else {
                     // Recurring: evaluated again at the next run-due.
                     schedule.due_at = now;
+                }
+                if !done.is_null() {
+                    schedule.attempts = 0;
                 }
                 schedule.last_error = None;
                 outcome.result = (!done.is_null()).then_some(done);
@@ -170,23 +179,105 @@ impl Engine {
                 outcome.fail(&e, true);
             }
             Err(e) => {
-                if schedule.policy.is_none() {
-                    schedule.state = ScheduleState::Failed;
-                }
                 schedule.last_error = Some(e.message.clone());
                 outcome.fail(&e, false);
+                match &schedule.policy {
+                    None => schedule.state = ScheduleState::Failed,
+                    Some(name) => {
+                        let procedure = self
+                            .store
+                            .get_policy(name)
+                            .await?
+                            .map(|p| p.procedure)
+                            .unwrap_or_default();
+                        schedule.attempts += 1;
+                        if schedule.attempts > procedure.max_retries {
+                            schedule.state = ScheduleState::Orphaned;
+                            let details = json!({
+                                "schedule_id": schedule.id, "attempts": schedule.attempts,
+                                "error_reason": e.reason.as_str(), "error": e.message,
+                            });
+                            drafts.push(self.draft(
+                                event::SCHEDULE_ORPHANED,
+                                schedule.target.clone(),
+                                None,
+                                details.clone(),
+                            ));
+                            orphaned_notice = Some((procedure.notify, details));
+                        } else {
+                            // Exponential backoff: base, 2 x base, 4 x base, ...
+                            let base = i64::from(procedure.retry_backoff_seconds);
+                            let factor = 1i64 << (schedule.attempts - 1).min(20);
+                            schedule.due_at = now + chrono::TimeDelta::seconds(base.saturating_mul(factor));
+                        }
+                    }
+                }
             }
         }
         schedule.claimed_by = None;
         schedule.claim_expires_at = None;
         let mut tx = self.store.begin().await?;
         tx.update_schedule(&schedule).await?;
+        if !drafts.is_empty() {
+            self.append_audit(tx.as_mut(), now, drafts).await?;
+        }
+        if let Some((recipients, details)) = orphaned_notice {
+            let notification = Notification {
+                event: "schedule_orphaned".into(),
+                target: schedule.target.to_string(),
+                rotation_id: None,
+                details,
+            };
+            self.enqueue(tx.as_mut(), &recipients, &notification, None, now).await?;
+        }
         tx.commit().await?;
         Ok(outcome)
     }
 
+    /// Puts an orphaned or failed schedule back in service, due now, with
+    /// its retry count reset (audited as `schedule_resumed`).
+    pub async fn resume_schedule(&self, id: RotationId) -> Result<Schedule> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let mut schedule = self
+            .store
+            .list_schedules(None, false)
+            .await?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| Error::not_found(format!("schedule {id} not found")))?;
+        if schedule.state == ScheduleState::Scheduled {
+            return Err(Error::invalid_input(format!("schedule {id} is already active")));
+        }
+        if schedule.state == ScheduleState::Done {
+            return Err(Error::invalid_input(format!("schedule {id} already ran to completion")));
+        }
+        let previous = schedule.state;
+        schedule.state = ScheduleState::Scheduled;
+        schedule.attempts = 0;
+        schedule.due_at = now;
+        schedule.last_error = None;
+        schedule.claimed_by = None;
+        schedule.claim_expires_at = None;
+        tx.update_schedule(&schedule).await?;
+        let draft = self.draft(
+            event::SCHEDULE_RESUMED,
+            schedule.target.clone(),
+            None,
+            json!({"schedule_id": id, "previous_state": previous.as_str()}),
+        );
+        self.append_audit(tx.as_mut(), now, vec![draft]).await?;
+        tx.commit().await?;
+        Ok(schedule)
+    }
+
     /// Rotates any kind of target; returns the kind's result as JSON.
-    async fn rotate_target(&self, target: &Target, rotation_id: Option<RotationId>) -> Result<serde_json::Value> {
+    async fn rotate_target(
+        &self,
+        target: &Target,
+        rotation_id: Option<RotationId>,
+        policy: Option<&str>,
+    ) -> Result<serde_json::Value> {
         match target {
             Target::Authority(authority) => {
                 let request = RotateRequest {
@@ -198,20 +289,30 @@ impl Engine {
                 Ok(json(&self.rotate_key(request).await?))
             }
             Target::Keyring(name) => Ok(json(&self.rotate_keyring(name, false, rotation_id).await?)),
-            other => Err(Error::invalid_input(format!(
-                "schedules of {other} are not supported yet"
-            ))),
+            Target::Secret(path) => Ok(json(
+                &self
+                    .rotate_secret(SecretRotateRequest {
+                        path: path.clone(),
+                        policy: policy.map(str::to_owned),
+                        value: None,
+                        rotation_id,
+                        schedule_id: rotation_id,
+                    })
+                    .await?,
+            )),
+            other => Err(Error::invalid_input(format!("{other} cannot be rotated"))),
         }
     }
 
     /// Evaluates a policy for a target and rotates (then migrates and
     /// retires, for keyrings, if the policy says so) when it fires.
-    async fn run_policy(&self, target: &Target, policy_name: &str) -> Result<Option<serde_json::Value>> {
+    async fn run_policy(&self, schedule: &Schedule, policy_name: &str) -> Result<Option<serde_json::Value>> {
+        let target = &schedule.target;
         let policy = self.policy(policy_name).await?;
-        if !self.policy_fires(target, &policy).await? {
+        if !self.policy_fires(target, &policy, schedule.offset_seconds).await? {
             return Ok(None);
         }
-        let mut done = self.rotate_target(target, None).await?;
+        let mut done = self.rotate_target(target, None, Some(policy_name)).await?;
         if let Target::Keyring(name) = target
             && (policy.migrate || policy.retire_old)
         {
@@ -234,12 +335,317 @@ impl Engine {
                 continue;
             }
             let mut outcome = ScheduledOutcome::new(run.rotation_id, run.target.clone());
-            match self.rotate_target(&run.target, Some(run.rotation_id)).await {
+            match self.rotate_target(&run.target, Some(run.rotation_id), None).await {
                 Ok(done) => outcome.result = Some(done),
                 Err(e) => outcome.fail(&e, e.reason.is_retryable()),
             }
             outcomes.push(outcome);
         }
         Ok(outcomes)
+    }
+}
+
+/// One planned rotation (`schedule plan`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanItem {
+    /// The schedule.
+    pub schedule_id: RotationId,
+    /// What would rotate.
+    pub target: Target,
+    /// When (at the earliest; usage triggers can make it sooner).
+    pub at: Timestamp,
+    /// The policy, for recurring schedules.
+    pub policy: Option<String>,
+    /// Strategy (secrets) or kind of rotation.
+    pub strategy: String,
+    /// What the rotation touches.
+    pub touches: String,
+    /// The schedule's offset in seconds.
+    pub offset_seconds: i64,
+}
+
+/// Most occurrences listed per schedule.
+const PLAN_PER_SCHEDULE: usize = 50;
+
+impl Engine {
+    /// What would rotate within `within` from now, when, how and what it
+    /// touches, assuming each rotation happens on time. Changes nothing.
+    pub async fn schedule_plan(&self, within: chrono::TimeDelta) -> Result<Vec<PlanItem>> {
+        let now = self.now();
+        let until = now + within;
+        let mut items = Vec::new();
+        for schedule in self.store.list_schedules(None, true).await? {
+            if schedule.state != ScheduleState::Scheduled {
+                continue;
+            }
+            let (strategy, touches) = self
+                .plan_description(&schedule.target, schedule.policy.as_deref())
+                .await?;
+            let item = |at: Timestamp| PlanItem {
+                schedule_id: schedule.id,
+                target: schedule.target.clone(),
+                at,
+                policy: schedule.policy.clone(),
+                strategy: strategy.clone(),
+                touches: touches.clone(),
+                offset_seconds: schedule.offset_seconds,
+            };
+            let Some(name) = &schedule.policy else {
+                if schedule.due_at <= until {
+                    items.push(item(schedule.due_at.max(now)));
+                }
+                continue;
+            };
+            let Some(policy) = self.store.get_policy(name).await? else {
+                continue;
+            };
+            let Some(first) = self
+                .next_policy_time(&schedule.target, &policy, schedule.offset_seconds)
+                .await?
+            else {
+                continue;
+            };
+            // Later occurrences: as if each rotation happened on time.
+            let mut at = first.max(now);
+            let offset = chrono::TimeDelta::seconds(schedule.offset_seconds);
+            for _ in 0..PLAN_PER_SCHEDULE {
+                if at > until {
+                    break;
+                }
+                items.push(item(at));
+                let facts = crate::policy::Facts {
+                    now: at,
+                    current_since: at - offset,
+                    uses: 0,
+                };
+                match policy.trigger.next_due_estimate(&facts)? {
+                    Some(next) if next + offset > at => at = next + offset,
+                    _ => break,
+                }
+            }
+        }
+        items.sort_by(|a, b| {
+            a.at.cmp(&b.at)
+                .then_with(|| a.target.to_string().cmp(&b.target.to_string()))
+        });
+        Ok(items)
+    }
+
+    async fn plan_description(&self, target: &Target, policy: Option<&str>) -> Result<(String, String)> {
+        Ok(match target {
+            Target::Authority(id) => {
+                let records = self
+                    .store
+                    .list_records(&crate::ports::RecordQuery {
+                        authority: Some(id.clone()),
+                        ..crate::ports::RecordQuery::default()
+                    })
+                    .await?
+                    .len();
+                (
+                    "key rotation".into(),
+                    format!("new signing key for {id}; re-signs {records} trust-chain records"),
+                )
+            }
+            Target::Keyring(name) => {
+                let migrate = match policy {
+                    Some(p) => self.store.get_policy(p).await?.is_some_and(|p| p.migrate),
+                    None => false,
+                };
+                let count: u64 = self
+                    .store
+                    .count_values_by_version(name)
+                    .await?
+                    .iter()
+                    .map(|(_, n)| n)
+                    .sum();
+                (
+                    "key rotation".into(),
+                    if migrate {
+                        format!("new data key for {name}; re-encrypts {count} values")
+                    } else {
+                        format!("new data key for {name}")
+                    },
+                )
+            }
+            Target::Secret(path) => {
+                let secret = self.secret(path).await?;
+                let policy = match policy {
+                    Some(p) => self.store.get_policy(p).await?,
+                    None => None,
+                };
+                let strategy = self.secret_strategy(&secret, policy.as_ref()).await?;
+                let touches = match self.resolver.target(&secret) {
+                    Ok(t) => t.describe(&secret),
+                    Err(e) => format!("cannot rotate: {}", e.message),
+                };
+                (strategy.as_str().to_owned(), touches)
+            }
+            Target::Store => ("-".into(), "-".into()),
+        })
+    }
+
+    /// Dual-write: disables every PREVIOUS value whose grace period ended
+    /// (the target's `disable` step, then `disabled_at` on the version),
+    /// audited as `secret_previous_disabled` and notified as `grace_period_ended`.
+    pub async fn end_grace_periods(&self) -> Result<Vec<ScheduledOutcome>> {
+        let now = self.now();
+        let backend = self.secret_backend();
+        let mut outcomes = Vec::new();
+        for secret in self.store.list_secrets().await? {
+            let versions = backend.versions(&secret.path).await?;
+            let Some(previous) = versions.iter().find(|v| v.has(crate::secret::Stage::Previous)) else {
+                continue;
+            };
+            let ended = previous.attr("disabled_at").is_none()
+                && previous
+                    .attr("grace_until")
+                    .and_then(|g| chrono::DateTime::parse_from_rfc3339(g).ok())
+                    .is_some_and(|g| g <= now);
+            if !ended {
+                continue;
+            }
+            let target = Target::Secret(secret.path.clone());
+            let mut outcome = ScheduledOutcome::new(RotationId::generate(), target.clone());
+            match self.disable_previous(&secret, previous.version).await {
+                Ok(()) => outcome.result = Some(json!({"disabled_version": previous.version})),
+                Err(e) => outcome.fail(&e, e.reason.is_retryable()),
+            }
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    async fn disable_previous(&self, secret: &crate::secret::Secret, version: u32) -> Result<()> {
+        let backend = self.secret_backend();
+        let target = self.resolver.target(secret)?;
+        let previous = backend
+            .read(&secret.path, crate::secret::VersionSelector::Version(version))
+            .await?
+            .map(|(version, value)| crate::ports::VersionedValue { version, value });
+        let current = backend
+            .read(
+                &secret.path,
+                crate::secret::VersionSelector::Stage(crate::secret::Stage::Current),
+            )
+            .await?
+            .map(|(version, value)| crate::ports::VersionedValue { version, value });
+        let ctx = crate::ports::StepContext {
+            rotation_id: RotationId::generate(),
+            step: crate::ports::Step::Disable,
+            secret: secret.clone(),
+            strategy: crate::secret::Strategy::DualWrite,
+            current,
+            pending: None,
+            previous,
+            references: self.references(secret).await?,
+            slot: None,
+            now: self.now(),
+        };
+        let result = target.run(&ctx).await;
+        let values = ctx.values();
+        let log = match &result {
+            Ok(out) => crate::secret::redact(&out.log, &values),
+            Err(e) => crate::secret::redact(&e.message, &values),
+        };
+        let now = self.now();
+        let target_id = Target::Secret(secret.path.clone());
+        if let Err(e) = result {
+            let mut tx = self.store.begin().await?;
+            let draft = self.draft(
+                event::SECRET_STEP,
+                target_id,
+                None,
+                json!({"step": "disable", "ok": false, "log": log, "version": version}),
+            );
+            self.append_audit(tx.as_mut(), now, vec![draft]).await?;
+            tx.commit().await?;
+            return Err(e);
+        }
+        let mark = std::collections::BTreeMap::from([("disabled_at".to_owned(), rfc3339(now))]);
+        backend.update(&secret.path, &[], &[(version, mark)]).await?;
+        let recipients = match &secret.policy {
+            Some(p) => self
+                .store
+                .get_policy(p)
+                .await?
+                .map(|p| p.procedure.notify)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let details = json!({"version": version, "log": log});
+        let mut tx = self.store.begin().await?;
+        let draft = self.draft(
+            event::SECRET_PREVIOUS_DISABLED,
+            target_id.clone(),
+            None,
+            details.clone(),
+        );
+        self.append_audit(tx.as_mut(), now, vec![draft]).await?;
+        let notification = Notification {
+            event: "grace_period_ended".into(),
+            target: target_id.to_string(),
+            rotation_id: None,
+            details: json!({"version": version}),
+        };
+        let dedup = format!("grace_period_ended|{}|{version}", secret.path);
+        self.enqueue(tx.as_mut(), &recipients, &notification, Some(&dedup), now)
+            .await?;
+        tx.commit().await
+    }
+
+    /// `notify_before`: enqueues, once per lead time and version, a notice
+    /// that a certificate expires or a secret rotates soon.
+    pub async fn notify_upcoming(&self) -> Result<u64> {
+        let now = self.now();
+        let mut enqueued = 0;
+        for secret in self.store.list_secrets().await? {
+            let Some(policy_name) = &secret.policy else {
+                continue;
+            };
+            let Some(policy) = self.store.get_policy(policy_name).await? else {
+                continue;
+            };
+            if policy.procedure.notify_before_hours.is_empty() || policy.procedure.notify.is_empty() {
+                continue;
+            }
+            let target = Target::Secret(secret.path.clone());
+            let current = self
+                .secret_backend()
+                .versions(&secret.path)
+                .await?
+                .into_iter()
+                .find(|v| v.has(crate::secret::Stage::Current));
+            let Some(current) = current else { continue };
+            let (event_name, deadline) = match current
+                .attr("not_after")
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            {
+                Some(not_after) => ("certificate_expiring", not_after.with_timezone(&chrono::Utc)),
+                None => match self.next_policy_time(&target, &policy, 0).await? {
+                    Some(t) => ("rotation_due_soon", t),
+                    None => continue,
+                },
+            };
+            for hours in &policy.procedure.notify_before_hours {
+                let lead = chrono::TimeDelta::hours(i64::from(*hours));
+                if now < deadline - lead || now >= deadline {
+                    continue;
+                }
+                let notification = Notification {
+                    event: event_name.into(),
+                    target: target.to_string(),
+                    rotation_id: None,
+                    details: json!({"at": rfc3339(deadline), "lead_hours": hours, "version": current.version}),
+                };
+                let dedup = format!("{event_name}|{}|{}|{hours}", secret.path, current.version);
+                let mut tx = self.store.begin().await?;
+                self.enqueue(tx.as_mut(), &policy.procedure.notify, &notification, Some(&dedup), now)
+                    .await?;
+                tx.commit().await?;
+                enqueued += 1;
+            }
+        }
+        Ok(enqueued)
     }
 }

@@ -7,4 +7,5 @@ mod resume;
 mod revoke;
 mod rotation;
 mod schedules;
+mod secrets;
 mod support;

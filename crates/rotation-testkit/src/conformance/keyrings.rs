@@ -318,6 +318,7 @@ pub(super) async fn policies_and_target_audit(store: Arc<dyn StateStore>) {
         migrate: true,
         retire_old: false,
         updated_at: t0(),
+        procedure: Default::default(),
     };
     let mut tx = store.begin().await.must(what);
     tx.put_policy(&policy).await.must("policies: put");

@@ -1,0 +1,256 @@
+//! The store's own [`SecretBackend`]: secret values sealed like keyring
+//! values, under the reserved keyring [`SECRETS_KEYRING`], with their
+//! labels and attributes in the store's secret-version rows.
+//!
+//! Sealing through a keyring means the data keys are wrapped by the key
+//! custody (so `master-key rotate` re-wraps them), the keyring rotates and
+//! migrates like any other, and backups carry the values sealed.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use super::Engine;
+use crate::error::{Error, Reason, Result};
+use crate::ids::{KeyringName, ValueId};
+use crate::keyring::{SealedValue, value_aad};
+use crate::ports::SecretBackend;
+use crate::secret::{SecretValue, SecretVersion, Stage, VersionSelector};
+
+/// Name of the keyring sealing secrets held by the store backend.
+pub const SECRETS_KEYRING: &str = "rotation.secrets";
+
+/// [`SecretBackend`] over the engine's own store (see the module docs).
+#[derive(Clone)]
+pub struct StoreSecretBackend {
+    engine: Engine,
+}
+
+impl StoreSecretBackend {
+    /// A backend sealing through `engine`'s store, custody and crypto.
+    pub fn new(engine: Engine) -> Self {
+        StoreSecretBackend { engine }
+    }
+
+    fn keyring() -> KeyringName {
+        KeyringName::parse(SECRETS_KEYRING).expect("the reserved keyring name is valid")
+    }
+
+    fn value_id(path: &str, version: u32) -> Result<ValueId> {
+        ValueId::parse(format!("{path}@{version}"))
+    }
+
+    async fn ensure_keyring(&self) -> Result<KeyringName> {
+        let name = Self::keyring();
+        if self.engine.store.get_keyring(&name).await?.is_none() {
+            match self.engine.create_keyring(&name).await {
+                Ok(_) => {}
+                Err(e) if e.reason == Reason::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(name)
+    }
+}
+
+/// Applies label moves and attribute merges to `versions`; returns the changed ones.
+fn apply_update(
+    versions: &mut [SecretVersion],
+    moves: &[(Stage, Option<u32>)],
+    attributes: &[(u32, BTreeMap<String, String>)],
+) -> Result<Vec<SecretVersion>> {
+    let before: Vec<SecretVersion> = versions.to_vec();
+    for (stage, target) in moves {
+        if let Some(v) = target
+            && !versions.iter().any(|x| x.version == *v)
+        {
+            return Err(Error::not_found(format!("version {v} not found")));
+        }
+        for x in versions.iter_mut() {
+            x.stages.retain(|s| s != stage);
+            if Some(x.version) == *target {
+                x.stages.push(*stage);
+                x.stages.sort();
+            }
+        }
+    }
+    for (v, attrs) in attributes {
+        let x = versions
+            .iter_mut()
+            .find(|x| x.version == *v)
+            .ok_or_else(|| Error::not_found(format!("version {v} not found")))?;
+        for (k, val) in attrs {
+            if val.is_empty() {
+                x.attributes.remove(k);
+            } else {
+                x.attributes.insert(k.clone(), val.clone());
+            }
+        }
+    }
+    Ok(versions
+        .iter()
+        .zip(before)
+        .filter(|(now, was)| **now != *was)
+        .map(|(now, _)| now.clone())
+        .collect())
+}
+
+#[async_trait]
+impl SecretBackend for StoreSecretBackend {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn write(
+        &self,
+        path: &str,
+        value: &SecretValue,
+        stages: &[Stage],
+        attributes: &BTreeMap<String, String>,
+        cas: Option<u32>,
+    ) -> Result<u32> {
+        crate::secret::check_path(path)?;
+        let keyring = self.ensure_keyring().await?;
+        let latest = self
+            .engine
+            .store
+            .list_secret_versions(path)
+            .await?
+            .last()
+            .map_or(0, |v| v.version);
+        let conflict = |latest: u32| {
+            Error::new(
+                Reason::ConcurrentRotation,
+                format!("secret {path} changed meanwhile (newest version {latest}); try again"),
+            )
+        };
+        if cas.is_some_and(|c| c != latest) {
+            return Err(conflict(latest));
+        }
+        let version = latest + 1;
+        let id = Self::value_id(path, version)?;
+        let (key_version, key) = self.engine.current_key(&keyring, 1).await?;
+        let aad = value_aad(&keyring, &id);
+        let sealed = self
+            .engine
+            .crypto
+            .seal(&key, key_version.version, &aad, value.expose().as_bytes())?;
+        let now = self.engine.now();
+        let mut tx = self.engine.store.begin().await?;
+        let mut versions = tx.list_secret_versions(path).await?;
+        let latest_now = versions.last().map_or(0, |v| v.version);
+        if latest_now != latest {
+            return Err(conflict(latest_now));
+        }
+        if tx.get_keyring(&keyring).await?.map(|k| k.current_version) != Some(key_version.version) {
+            return Err(Error::new(
+                Reason::ConcurrentRotation,
+                format!("keyring {keyring} rotated while the secret was being sealed; try again"),
+            ));
+        }
+        tx.put_values(&[SealedValue {
+            keyring: keyring.clone(),
+            id,
+            key_version: key_version.version,
+            sealed,
+            created_at: now,
+            updated_at: now,
+        }])
+        .await?;
+        tx.add_usage(&keyring, key_version.version, 1).await?;
+        versions.push(SecretVersion {
+            path: path.to_owned(),
+            version,
+            stages: Vec::new(),
+            created_at: now,
+            attributes: attributes.clone(),
+        });
+        let moves: Vec<(Stage, Option<u32>)> = stages.iter().map(|s| (*s, Some(version))).collect();
+        for changed in apply_update(&mut versions, &moves, &[])? {
+            tx.put_secret_version(&changed).await?;
+        }
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn read(&self, path: &str, selector: VersionSelector) -> Result<Option<(SecretVersion, SecretValue)>> {
+        let versions = self.engine.store.list_secret_versions(path).await?;
+        let found = versions.into_iter().find(|v| match selector {
+            VersionSelector::Stage(s) => v.has(s),
+            VersionSelector::Version(n) => v.version == n,
+        });
+        let Some(version) = found else {
+            return Ok(None);
+        };
+        let keyring = Self::keyring();
+        let id = Self::value_id(path, version.version)?;
+        let sealed =
+            self.engine.store.get_value(&keyring, &id).await?.ok_or_else(|| {
+                Error::tampered(format!("the value of {path} version {} is missing", version.version))
+            })?;
+        let mut opened = self.engine.open_values(&keyring, std::slice::from_ref(&sealed)).await?;
+        let plaintext = opened.pop().expect("one value in, one out")?;
+        let text = String::from_utf8(plaintext.to_vec())
+            .map_err(|_| Error::tampered(format!("the value of {path} version {} is not UTF-8", version.version)))?;
+        Ok(Some((version, SecretValue::new(text))))
+    }
+
+    async fn versions(&self, path: &str) -> Result<Vec<SecretVersion>> {
+        self.engine.store.list_secret_versions(path).await
+    }
+
+    async fn update(
+        &self,
+        path: &str,
+        moves: &[(Stage, Option<u32>)],
+        attributes: &[(u32, BTreeMap<String, String>)],
+    ) -> Result<()> {
+        let mut tx = self.engine.store.begin().await?;
+        let mut versions = tx.list_secret_versions(path).await?;
+        for changed in apply_update(&mut versions, moves, attributes)? {
+            tx.put_secret_version(&changed).await?;
+        }
+        tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn v(n: u32, stages: &[Stage]) -> SecretVersion {
+        SecretVersion {
+            path: "p".into(),
+            version: n,
+            stages: stages.to_vec(),
+            created_at: Timestamp::default(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn moving_a_label_takes_it_off_its_old_version() {
+        let mut versions = vec![
+            v(1, &[Stage::Previous]),
+            v(2, &[Stage::Current]),
+            v(3, &[Stage::Pending]),
+        ];
+        let changed = apply_update(
+            &mut versions,
+            &[
+                (Stage::Current, Some(3)),
+                (Stage::Previous, Some(2)),
+                (Stage::Pending, None),
+            ],
+            &[(2, BTreeMap::from([("grace_until".to_owned(), "x".to_owned())]))],
+        )
+        .unwrap();
+        assert_eq!(changed.len(), 3);
+        assert!(versions[0].stages.is_empty());
+        assert_eq!(versions[1].stages, vec![Stage::Previous]);
+        assert_eq!(versions[1].attr("grace_until"), Some("x"));
+        assert_eq!(versions[2].stages, vec![Stage::Current]);
+        assert!(apply_update(&mut versions, &[(Stage::Current, Some(9))], &[]).is_err());
+    }
+}

@@ -1,0 +1,751 @@
+//! Secret rotation on the engine: strategies, rollback, resume, retries,
+//! statistics, planning and the outbox, with a recording target (a mock
+//! is right here: the real targets are tested against real systems in
+//! their own crates).
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::TimeDelta;
+use rotation_core::engine::{PutSecret, SecretRotateRequest};
+use rotation_core::ids::Target;
+use rotation_core::policy::{Policy, Procedure, RotationType, Trigger};
+use rotation_core::ports::{
+    CredentialTarget, Notification, Notifier, StepContext, StepOutput, StoreOnlyTarget, TargetResolver, Verifier,
+};
+use rotation_core::schedule::ScheduleState;
+use rotation_core::secret::{RotationStatus, Secret, SecretType, SecretValue, Stage, Strategy, VersionSelector};
+use rotation_core::{Engine, Error, Reason, Result};
+
+use crate::support::Harness;
+
+/// A target that records every step with the values it saw and fails the
+/// steps it is told to fail.
+#[derive(Default)]
+struct Recorder {
+    steps: Mutex<Vec<(String, Option<String>, Option<String>, Option<String>)>>,
+    fail: Mutex<Vec<&'static str>>,
+    /// Values the "system" accepts (dual-write keeps two).
+    accepted: Mutex<Vec<String>>,
+    /// `set` takes this long (to overlap rotations).
+    slow_set: Mutex<Option<std::time::Duration>>,
+}
+
+#[async_trait]
+impl CredentialTarget for Recorder {
+    fn describe(&self, _secret: &Secret) -> String {
+        "recording target".into()
+    }
+    async fn run(&self, ctx: &StepContext) -> Result<StepOutput> {
+        let step = ctx.step.as_str();
+        self.steps.lock().unwrap().push((
+            step.to_owned(),
+            ctx.current.as_ref().map(|v| v.value.expose().to_owned()),
+            ctx.pending.as_ref().map(|v| v.value.expose().to_owned()),
+            ctx.slot.clone(),
+        ));
+        let delay = *self.slow_set.lock().unwrap();
+        if let (rotation_core::ports::Step::Set, Some(d)) = (ctx.step, delay) {
+            tokio::time::sleep(d).await;
+        }
+        if self.fail.lock().unwrap().contains(&step) {
+            let reason = if step == "test" {
+                Reason::VerificationFailed
+            } else {
+                Reason::RotationFailed
+            };
+            let leaked = ctx
+                .pending
+                .as_ref()
+                .map(|v| v.value.expose().to_owned())
+                .unwrap_or_default();
+            // A careless target echoing the value: the engine must redact it.
+            return Err(Error::new(reason, format!("{step} failed for value {leaked}")));
+        }
+        let mut accepted = self.accepted.lock().unwrap();
+        match ctx.step {
+            rotation_core::ports::Step::Set => {
+                if ctx.strategy != Strategy::DualWrite {
+                    accepted.retain(|v| Some(v.as_str()) != ctx.current.as_ref().map(|c| c.value.expose()));
+                }
+                accepted.push(ctx.pending.as_ref().unwrap().value.expose().to_owned());
+            }
+            rotation_core::ports::Step::Rollback => {
+                let pending = ctx.pending.as_ref().map(|p| p.value.expose().to_owned());
+                accepted.retain(|v| Some(v) != pending.as_ref());
+                if let Some(c) = &ctx.current {
+                    accepted.push(c.value.expose().to_owned());
+                }
+            }
+            rotation_core::ports::Step::Disable => {
+                let old = ctx.previous.as_ref().map(|p| p.value.expose().to_owned());
+                accepted.retain(|v| Some(v) != old.as_ref());
+            }
+            _ => {}
+        }
+        Ok(StepOutput {
+            log: format!(
+                "{step} ok; pending was {:?}",
+                ctx.pending.as_ref().map(|p| p.value.expose())
+            ),
+            ..StepOutput::default()
+        })
+    }
+}
+
+struct Resolver(Arc<Recorder>);
+
+impl TargetResolver for Resolver {
+    fn target(&self, secret: &Secret) -> Result<Arc<dyn CredentialTarget>> {
+        if secret.path.starts_with("plain/") {
+            return Ok(Arc::new(StoreOnlyTarget));
+        }
+        Ok(self.0.clone())
+    }
+    fn verifier(&self, name: &str) -> Result<Arc<dyn Verifier>> {
+        rotation_core::ports::StoreOnlyResolver.verifier(name)
+    }
+}
+
+#[derive(Default)]
+struct Inbox {
+    got: Mutex<Vec<(String, Notification)>>,
+    down: Mutex<bool>,
+}
+
+#[async_trait]
+impl Notifier for Inbox {
+    async fn notify(&self, _n: &Notification) -> Result<()> {
+        Ok(())
+    }
+    async fn deliver(&self, recipient: &str, n: &Notification) -> Result<()> {
+        if *self.down.lock().unwrap() {
+            return Err(Error::backend("receiver down"));
+        }
+        self.got.lock().unwrap().push((recipient.to_owned(), n.clone()));
+        Ok(())
+    }
+}
+
+struct Setup {
+    h: Harness,
+    target: Arc<Recorder>,
+    inbox: Arc<Inbox>,
+}
+
+impl Setup {
+    fn new() -> Self {
+        Setup {
+            h: Harness::new(),
+            target: Arc::new(Recorder::default()),
+            inbox: Arc::new(Inbox::default()),
+        }
+    }
+
+    fn engine(&self) -> Engine {
+        self.h
+            .engine("secrets")
+            .with_resolver(Arc::new(Resolver(self.target.clone())))
+            .with_notifier(self.inbox.clone())
+    }
+
+    async fn policy(&self, name: &str, strategy: Strategy, f: impl FnOnce(&mut Procedure)) {
+        let mut procedure = Procedure {
+            strategy: Some(strategy),
+            notify: vec!["https://hooks.example/rotation".into()],
+            ..Procedure::default()
+        };
+        f(&mut procedure);
+        self.engine()
+            .set_policy(Policy {
+                name: name.into(),
+                trigger: Trigger::MaxAgeDays(30),
+                migrate: false,
+                retire_old: false,
+                updated_at: self.engine().now(),
+                procedure,
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn put(&self, path: &str, value: &str, policy: Option<&str>) {
+        self.engine()
+            .put_secret(PutSecret {
+                path: path.into(),
+                secret_type: Some(SecretType::Password),
+                value: Some(SecretValue::new(value)),
+                policy: policy.map(str::to_owned),
+                ..PutSecret::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn value(&self, path: &str, stage: Stage) -> Option<String> {
+        self.engine()
+            .get_secret(path, VersionSelector::Stage(stage))
+            .await
+            .ok()
+            .map(|(_, v)| v.expose().to_owned())
+    }
+
+    fn steps(&self) -> Vec<String> {
+        self.target.steps.lock().unwrap().iter().map(|s| s.0.clone()).collect()
+    }
+}
+
+fn rotate(path: &str) -> SecretRotateRequest {
+    SecretRotateRequest {
+        path: path.into(),
+        ..SecretRotateRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn staged_rotation_moves_labels_after_verification() {
+    let s = Setup::new();
+    s.policy("p", Strategy::Staged, |_| {}).await;
+    s.put("app/db", "old-password-1", Some("p")).await;
+    *s.target.accepted.lock().unwrap() = vec!["old-password-1".into()];
+    let result = s.engine().rotate_secret(rotate("app/db")).await.unwrap();
+    assert_eq!(result.status, RotationStatus::Success);
+    assert_eq!((result.old_version, result.new_version), (Some(1), Some(2)));
+    assert_eq!(s.steps(), ["create", "set", "test", "finish"]);
+    let new = s.value("app/db", Stage::Current).await.unwrap();
+    assert_ne!(new, "old-password-1");
+    assert_eq!(new.len(), 32, "default generator random:32");
+    assert_eq!(
+        s.value("app/db", Stage::Previous).await.as_deref(),
+        Some("old-password-1")
+    );
+    assert_eq!(s.value("app/db", Stage::Pending).await, None);
+    assert_eq!(*s.target.accepted.lock().unwrap(), vec![new]);
+    let history = s.engine().secret_history("app/db", 10).await.unwrap();
+    assert_eq!(history[0].status, RotationStatus::Success);
+    let names: Vec<&str> = history[0].steps.iter().map(|x| x.step.as_str()).collect();
+    assert_eq!(names, ["create", "set", "test", "finish"]);
+    // The log carried the pending value: redacted.
+    let current = s.value("app/db", Stage::Current).await.unwrap();
+    assert!(history[0].steps.iter().all(|x| !x.log.contains(&current)));
+    assert!(history[0].steps.iter().any(|x| x.log.contains("[redacted]")));
+}
+
+#[tokio::test]
+async fn failed_verification_rolls_back_and_keeps_the_old_value() {
+    for strategy in [Strategy::Staged, Strategy::Immediate, Strategy::BlueGreen] {
+        let s = Setup::new();
+        s.policy("p", strategy, |_| {}).await;
+        s.put("app/db", "old-password-1", Some("p")).await;
+        *s.target.accepted.lock().unwrap() = vec!["old-password-1".into()];
+        s.target.fail.lock().unwrap().push("test");
+        let e = s.engine().rotate_secret(rotate("app/db")).await.unwrap_err();
+        assert_eq!(e.reason, Reason::VerificationFailed, "{strategy}: {e}");
+        assert!(e.message.contains("rolled back"), "{}", e.message);
+        assert_eq!(
+            s.value("app/db", Stage::Current).await.as_deref(),
+            Some("old-password-1"),
+            "{strategy}"
+        );
+        assert_eq!(s.value("app/db", Stage::Pending).await, None, "{strategy}");
+        assert!(
+            s.steps().ends_with(&["test".to_owned(), "rollback".to_owned()]),
+            "{strategy}: {:?}",
+            s.steps()
+        );
+        if strategy != Strategy::BlueGreen {
+            assert_eq!(
+                *s.target.accepted.lock().unwrap(),
+                vec!["old-password-1".to_owned()],
+                "{strategy}"
+            );
+        }
+        let history = s.engine().secret_history("app/db", 10).await.unwrap();
+        assert_eq!(history[0].status, RotationStatus::RolledBack);
+        assert_eq!(history[0].error_reason.as_deref(), Some("verification_failed"));
+        let failed = history[0].steps.iter().find(|x| !x.ok).unwrap();
+        assert_eq!(failed.step, "test");
+        assert!(
+            failed.log.contains("[redacted]") && !failed.log.contains("old-password"),
+            "{}",
+            failed.log
+        );
+        // Rollback notification queued for the policy's recipients.
+        let outbox = s.engine().list_outbox(true, 10).await.unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(outbox[0].notification.event, "rolled_back");
+        assert!(!serde_json::to_string(&outbox[0]).unwrap().contains("old-password"));
+    }
+}
+
+#[tokio::test]
+async fn immediate_promotes_before_verifying() {
+    let s = Setup::new();
+    s.policy("p", Strategy::Immediate, |p| {
+        p.verification_tests = vec!["nonempty".into()]
+    })
+    .await;
+    s.put("svc/token", "token-one", Some("p")).await;
+    let r = s.engine().rotate_secret(rotate("svc/token")).await.unwrap();
+    assert_eq!(r.strategy, Strategy::Immediate);
+    assert_eq!(
+        s.value("svc/token", Stage::Previous).await.as_deref(),
+        Some("token-one")
+    );
+    let history = s.engine().secret_history("svc/token", 1).await.unwrap();
+    let names: Vec<&str> = history[0].steps.iter().map(|x| x.step.as_str()).collect();
+    assert_eq!(names, ["create", "set", "test", "test:nonempty", "finish"]);
+}
+
+#[tokio::test]
+async fn without_auto_rollback_a_failure_is_left_for_inspection() {
+    let s = Setup::new();
+    s.policy("p", Strategy::Staged, |p| p.auto_rollback = false).await;
+    s.put("app/x", "old-value-xyz", Some("p")).await;
+    s.target.fail.lock().unwrap().push("test");
+    let e = s.engine().rotate_secret(rotate("app/x")).await.unwrap_err();
+    assert_eq!(e.reason, Reason::VerificationFailed);
+    assert!(!s.steps().contains(&"rollback".to_owned()));
+    let history = s.engine().secret_history("app/x", 1).await.unwrap();
+    assert_eq!(history[0].status, RotationStatus::Failed);
+    assert_eq!(s.value("app/x", Stage::Current).await.as_deref(), Some("old-value-xyz"));
+    assert!(
+        s.value("app/x", Stage::Pending).await.is_some(),
+        "the unverified value stays PENDING"
+    );
+}
+
+#[tokio::test]
+async fn dual_write_keeps_both_valid_until_the_grace_period_ends() {
+    let s = Setup::new();
+    s.policy("p", Strategy::DualWrite, |p| p.grace_period_hours = Some(48))
+        .await;
+    s.put("api/key", "key-old-0001", Some("p")).await;
+    *s.target.accepted.lock().unwrap() = vec!["key-old-0001".into()];
+    let r = s.engine().rotate_secret(rotate("api/key")).await.unwrap();
+    let new = s.value("api/key", Stage::Current).await.unwrap();
+    assert_eq!(r.grace_period_end, Some(s.engine().now() + TimeDelta::hours(48)));
+    assert_eq!(
+        s.target.accepted.lock().unwrap().len(),
+        2,
+        "both accepted at the target"
+    );
+    let engine = s.engine();
+    let old = SecretValue::new("key-old-0001");
+    let v = engine.validate_secret("api/key", &old).await.unwrap();
+    assert!(v.valid && v.stage == Some(Stage::Previous));
+    assert!(
+        engine
+            .validate_secret("api/key", &SecretValue::new(new.clone()))
+            .await
+            .unwrap()
+            .valid
+    );
+    assert!(
+        !engine
+            .validate_secret("api/key", &SecretValue::new("nope"))
+            .await
+            .unwrap()
+            .valid
+    );
+    // Before the end nothing is disabled.
+    s.h.clock.advance(TimeDelta::hours(47));
+    assert!(engine.end_grace_periods().await.unwrap().is_empty());
+    s.h.clock.advance(TimeDelta::hours(2));
+    let done = engine.end_grace_periods().await.unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(*s.target.accepted.lock().unwrap(), vec![new]);
+    assert!(!engine.validate_secret("api/key", &old).await.unwrap().valid);
+    assert!(engine.end_grace_periods().await.unwrap().is_empty(), "disabled once");
+    let status = engine.secret_status("api/key").await.unwrap();
+    assert_eq!(status.previous_valid_until, None);
+    let events: Vec<String> = engine
+        .list_outbox(false, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.notification.event)
+        .collect();
+    assert_eq!(events, ["rotated", "grace_period_ended"]);
+}
+
+#[tokio::test]
+async fn blue_green_alternates_slots() {
+    let s = Setup::new();
+    s.policy("p", Strategy::BlueGreen, |_| {}).await;
+    s.put("app/bg", "blue-initial", Some("p")).await;
+    let engine = s.engine();
+    engine.rotate_secret(rotate("app/bg")).await.unwrap();
+    engine.rotate_secret(rotate("app/bg")).await.unwrap();
+    let slots: Vec<Option<String>> = s
+        .target
+        .steps
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|x| x.0 == "set")
+        .map(|x| x.3.clone())
+        .collect();
+    assert_eq!(slots, [Some("green".to_owned()), Some("blue".to_owned())]);
+    let (v, _) = engine
+        .get_secret("app/bg", VersionSelector::Stage(Stage::Current))
+        .await
+        .unwrap();
+    assert_eq!(v.attr("slot"), Some("blue"));
+}
+
+#[tokio::test]
+async fn concurrent_rotation_of_one_secret_is_refused_and_others_run() {
+    let s = Setup::new();
+    s.put("a/one", "value-a", None).await;
+    s.put("a/two", "value-b", None).await;
+    *s.target.slow_set.lock().unwrap() = Some(std::time::Duration::from_millis(100));
+    let engine = s.engine();
+    let (x, y, z) = tokio::join!(
+        engine.rotate_secret(rotate("a/one")),
+        engine.rotate_secret(rotate("a/one")),
+        engine.rotate_secret(rotate("a/two")),
+    );
+    assert!(z.is_ok());
+    let results = [x, y];
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    let err = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+    assert_eq!(err.reason, Reason::ConcurrentRotation);
+}
+
+#[tokio::test]
+async fn a_crash_at_any_commit_is_resumed_to_completion() {
+    for fail_at in 1..=12 {
+        let s = Setup::new();
+        s.put("app/crash", "value-before", None).await;
+        let faulty = rotation_testkit::FaultyStore::new(s.h.store.clone(), Some(fail_at));
+        let crashing =
+            s.h.engine_with(Arc::new(faulty), s.h.custody.clone(), "dies")
+                .with_resolver(Arc::new(Resolver(s.target.clone())));
+        let first = crashing.rotate_secret(rotate("app/crash")).await;
+        if first.is_ok() {
+            break;
+        }
+        s.h.clock.advance(TimeDelta::seconds(120));
+        let outcomes = s.engine().resume_stale_runs().await.unwrap();
+        let history = s.engine().secret_history("app/crash", 5).await.unwrap();
+        if history.is_empty() {
+            assert!(outcomes.is_empty());
+            continue;
+        }
+        assert_eq!(
+            history[0].status,
+            RotationStatus::Success,
+            "crash at commit {fail_at}: {outcomes:?}"
+        );
+        let current = s.value("app/crash", Stage::Current).await.unwrap();
+        assert_ne!(current, "value-before", "crash at commit {fail_at}");
+        assert_eq!(
+            s.value("app/crash", Stage::Previous).await.as_deref(),
+            Some("value-before")
+        );
+        let versions = s.engine().secret_backend().versions("app/crash").await.unwrap();
+        assert_eq!(
+            versions.len(),
+            2,
+            "one new version, however often the step ran (commit {fail_at})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn caller_values_and_generators() {
+    let s = Setup::new();
+    let engine = s.engine();
+    let (_, v) = engine
+        .put_secret(PutSecret {
+            path: "plain/gen".into(),
+            generator: Some(rotation_core::secret::Generator::parse("hex:40").unwrap()),
+            ..PutSecret::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.version, 1);
+    let value = s.value("plain/gen", Stage::Current).await.unwrap();
+    assert!(value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit()));
+    engine
+        .rotate_secret(SecretRotateRequest {
+            value: Some(SecretValue::new("custom_secret_value_123")),
+            ..rotate("plain/gen")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        s.value("plain/gen", Stage::Current).await.as_deref(),
+        Some("custom_secret_value_123")
+    );
+    let e = engine.rotate_secret(rotate("plain/none")).await.unwrap_err();
+    assert_eq!(e.reason, Reason::NotFound);
+    let e = engine
+        .get_secret("plain/gen", VersionSelector::Version(9))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason, Reason::NotFound);
+    let (old, _) = engine
+        .get_secret("plain/gen", VersionSelector::Version(1))
+        .await
+        .unwrap();
+    assert_eq!(old.stages, vec![Stage::Previous]);
+}
+
+#[tokio::test]
+async fn bad_policies_name_the_field() {
+    let s = Setup::new();
+    let engine = s.engine();
+    let base = Policy {
+        name: "bad".into(),
+        trigger: Trigger::MaxAgeDays(1),
+        migrate: false,
+        retire_old: false,
+        updated_at: engine.now(),
+        procedure: Procedure::default(),
+    };
+    let cases: Vec<(&str, Policy)> = vec![
+        (
+            "cron",
+            Policy {
+                trigger: Trigger::Cron {
+                    expr: "61 * * * *".into(),
+                    timezone: "UTC".into(),
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "timezone",
+            Policy {
+                trigger: Trigger::Cron {
+                    expr: "0 2 * * *".into(),
+                    timezone: "Mars/Olympus".into(),
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "max_retries",
+            Policy {
+                procedure: Procedure {
+                    max_retries: 1000,
+                    ..Procedure::default()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "notify",
+            Policy {
+                procedure: Procedure {
+                    notify: vec!["carrier-pigeon".into()],
+                    ..Procedure::default()
+                },
+                ..base.clone()
+            },
+        ),
+        (
+            "verification_tests",
+            Policy {
+                procedure: Procedure {
+                    verification_tests: vec!["psychic".into()],
+                    ..Procedure::default()
+                },
+                ..base.clone()
+            },
+        ),
+    ];
+    for (field, policy) in cases {
+        let e = engine.set_policy(policy).await.unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidPolicy, "{field}: {e}");
+        assert!(e.message.contains(&format!("`{field}`")), "{field}: {}", e.message);
+    }
+    assert!(engine.list_policies().await.unwrap().is_empty(), "nothing was written");
+}
+
+#[tokio::test]
+async fn scheduled_retries_orphan_the_schedule_then_resume() {
+    let s = Setup::new();
+    s.policy("p", Strategy::Staged, |p| {
+        p.max_retries = 2;
+        p.retry_backoff_seconds = 60;
+    })
+    .await;
+    s.put("app/flaky", "flaky-old", Some("p")).await;
+    let engine = s.engine();
+    let schedule = engine
+        .add_policy_schedule(Target::Secret("app/flaky".into()), "p", 0)
+        .await
+        .unwrap();
+    s.h.clock.advance(TimeDelta::days(31));
+    s.target.fail.lock().unwrap().push("set");
+    let mut states = Vec::new();
+    for _ in 0..3 {
+        engine.process_scheduled_rotations().await.unwrap();
+        let now = engine
+            .list_schedules(None, false)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|x| x.id == schedule.id)
+            .unwrap();
+        states.push((now.state, now.attempts));
+        s.h.clock.advance(TimeDelta::minutes(10));
+    }
+    assert_eq!(
+        states,
+        [
+            (ScheduleState::Scheduled, 1),
+            (ScheduleState::Scheduled, 2),
+            (ScheduleState::Orphaned, 3)
+        ]
+    );
+    // Orphaned: no more attempts.
+    let runs_before = engine.secret_history("app/flaky", 100).await.unwrap().len();
+    s.h.clock.advance(TimeDelta::days(1));
+    engine.process_scheduled_rotations().await.unwrap();
+    assert_eq!(
+        engine.secret_history("app/flaky", 100).await.unwrap().len(),
+        runs_before
+    );
+    let events: Vec<String> = engine
+        .list_outbox(false, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.notification.event)
+        .collect();
+    assert!(events.contains(&"schedule_orphaned".to_owned()), "{events:?}");
+    s.target.fail.lock().unwrap().clear();
+    let resumed = engine.resume_schedule(schedule.id).await.unwrap();
+    assert_eq!((resumed.state, resumed.attempts), (ScheduleState::Scheduled, 0));
+    engine.process_scheduled_rotations().await.unwrap();
+    let history = engine.secret_history("app/flaky", 10).await.unwrap();
+    let statuses: Vec<RotationStatus> = history.iter().map(|h| h.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            RotationStatus::Success,
+            RotationStatus::RolledBack,
+            RotationStatus::RolledBack,
+            RotationStatus::RolledBack
+        ],
+        "{history:#?}"
+    );
+    let stats = engine.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.total_rotations,
+            stats.successful_rotations,
+            stats.rollbacks,
+            stats.failed_rotations
+        ),
+        (4, 1, 3, 0)
+    );
+    assert!((stats.success_rate - 0.25).abs() < 1e-9);
+    assert_eq!(stats.active_schedules, 1);
+    engine.reset_stats().await.unwrap();
+    assert_eq!(engine.stats().await.unwrap().total_rotations, 0);
+}
+
+#[tokio::test]
+async fn plan_lists_what_would_rotate_with_offsets_and_changes_nothing() {
+    let s = Setup::new();
+    s.policy("monthly", Strategy::Staged, |_| {}).await;
+    s.put("pair/a", "a-value", Some("monthly")).await;
+    s.put("pair/b", "b-value", Some("monthly")).await;
+    let engine = s.engine();
+    engine
+        .add_policy_schedule(Target::Secret("pair/a".into()), "monthly", 0)
+        .await
+        .unwrap();
+    engine
+        .add_policy_schedule(Target::Secret("pair/b".into()), "monthly", 3600)
+        .await
+        .unwrap();
+    let audit_before = engine.store().list_audit_newest(1).await.unwrap();
+    let plan = engine.schedule_plan(TimeDelta::days(65)).await.unwrap();
+    assert_eq!(plan.len(), 4, "{plan:#?}");
+    assert_eq!(plan[0].target, Target::Secret("pair/a".into()));
+    assert_eq!(
+        plan[1].at - plan[0].at,
+        TimeDelta::hours(1),
+        "the offset separates the pair"
+    );
+    assert_eq!(plan[2].at - plan[0].at, TimeDelta::days(30));
+    assert_eq!(plan[0].strategy, "staged");
+    assert_eq!(plan[0].touches, "recording target");
+    assert_eq!(
+        engine.store().list_audit_newest(1).await.unwrap(),
+        audit_before,
+        "planning changes nothing"
+    );
+    // A manual policy never plans.
+    s.policy("by-hand", Strategy::Staged, |p| p.rotation_type = RotationType::Manual)
+        .await;
+    s.put("pair/c", "c-value", None).await;
+    engine
+        .add_policy_schedule(Target::Secret("pair/c".into()), "by-hand", 0)
+        .await
+        .unwrap();
+    assert_eq!(engine.schedule_plan(TimeDelta::days(65)).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn outbox_redelivers_after_the_receiver_was_down() {
+    let s = Setup::new();
+    s.policy("p", Strategy::Staged, |_| {}).await;
+    s.put("n/one", "value-one", Some("p")).await;
+    let engine = s.engine();
+    *s.inbox.down.lock().unwrap() = true;
+    engine.rotate_secret(rotate("n/one")).await.unwrap();
+    let r = engine.dispatch_outbox().await.unwrap();
+    assert_eq!((r.delivered, r.retrying), (0, 1));
+    *s.inbox.down.lock().unwrap() = false;
+    assert_eq!(engine.dispatch_outbox().await.unwrap().delivered, 0, "backoff not over");
+    s.h.clock.advance(TimeDelta::seconds(31));
+    assert_eq!(engine.dispatch_outbox().await.unwrap().delivered, 1);
+    let got = s.inbox.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "https://hooks.example/rotation");
+    assert_eq!(got[0].1.event, "rotated");
+    assert_eq!(engine.dispatch_outbox().await.unwrap().delivered, 0, "delivered once");
+}
+
+#[tokio::test]
+async fn notify_before_sends_each_lead_time_once() {
+    let s = Setup::new();
+    s.policy("p", Strategy::Staged, |p| p.notify_before_hours = vec![168, 24])
+        .await;
+    s.put("soon/key", "value-soon", Some("p")).await;
+    let engine = s.engine();
+    // Due 30 days after writing: nothing at day 20, the 7-day notice at day 24, both by day 29.5.
+    s.h.clock.advance(TimeDelta::days(20));
+    assert_eq!(engine.notify_upcoming().await.unwrap(), 0);
+    s.h.clock.advance(TimeDelta::days(4));
+    engine.notify_upcoming().await.unwrap();
+    engine.notify_upcoming().await.unwrap();
+    s.h.clock.advance(TimeDelta::hours(5 * 24 + 12));
+    engine.notify_upcoming().await.unwrap();
+    let got: Vec<(String, u64)> = engine
+        .list_outbox(false, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            (
+                m.notification.event,
+                m.notification.details["lead_hours"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("rotation_due_soon".to_owned(), 168),
+            ("rotation_due_soon".to_owned(), 24)
+        ]
+    );
+}
