@@ -1,6 +1,6 @@
 //! Coordination between processes through the database: serialised
-//! writers, a linear audit chain, disjoint schedule claims, lock timeouts
-//! and the release of a crashed writer's lock.
+//! writers, a linear audit chain, disjoint schedule and outbox claims, lock
+//! timeouts and the release of a crashed writer's lock.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rotation_core::Reason;
 use rotation_core::audit::AuditEvent;
 use rotation_core::audit::GENESIS_HASH;
-use rotation_core::ports::StateStore;
+use rotation_core::ports::{Notification, OutboxMessage, StateStore};
 use rotation_store_pg::{PgStore, WRITER_LOCK};
 use rotation_testkit::fixtures::{at, audit_event, authority, schedule, t0, target};
 use sqlx::Executor;
@@ -163,6 +163,61 @@ async fn claims_skip_rows_locked_by_another_transaction() {
     assert_eq!(
         claimed,
         ids[2..].to_vec(),
+        "locked rows are skipped, the others claimed"
+    );
+    other.execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn outbox_claims_skip_rows_locked_by_another_transaction() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let messages: Vec<OutboxMessage> = (0..4)
+        .map(|i| OutboxMessage {
+            id: uuid::Uuid::now_v7(),
+            dedup_key: None,
+            recipient: "log".to_owned(),
+            notification: Notification {
+                event: "secret_rotated".to_owned(),
+                target: format!("secret:app/{i}"),
+                rotation_id: None,
+                details: serde_json::json!({}),
+            },
+            created_at: at(-100 + i),
+            attempts: 0,
+            next_attempt_at: at(-100 + i),
+            delivered_at: None,
+            last_error: None,
+            claimed_by: None,
+            claim_expires_at: None,
+        })
+        .collect();
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.enqueue_outbox(&messages).await.unwrap(), 4);
+    tx.commit().await.unwrap();
+
+    // Another session (which does not take the store's write lock) is in
+    // the middle of delivering the two oldest messages.
+    let mut other = db.raw().await;
+    other.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT id FROM outbox WHERE id = ANY($1) FOR UPDATE")
+        .bind(vec![messages[0].id.to_string(), messages[1].id.to_string()])
+        .fetch_all(&mut other)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let mut tx = store.begin().await.unwrap();
+    let claimed = tx.claim_outbox(t0(), "me", at(60), 10).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "claiming did not wait for the locked rows"
+    );
+    let claimed: Vec<_> = claimed.into_iter().map(|m| m.id).collect();
+    assert_eq!(
+        claimed,
+        vec![messages[2].id, messages[3].id],
         "locked rows are skipped, the others claimed"
     );
     other.execute("ROLLBACK").await.unwrap();
