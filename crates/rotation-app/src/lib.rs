@@ -6,6 +6,12 @@
 //! the only places where concrete adapters meet; it holds no command or
 //! HTTP logic, only construction.
 
+mod notify;
+mod resolver;
+
+pub use notify::notifier_from_env;
+pub use resolver::{AppResolver, KNOWN_TESTS};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -152,7 +158,9 @@ pub struct Identity {
     pub lease: chrono::TimeDelta,
 }
 
-/// An engine over explicit adapters with the ring crypto provider.
+/// An engine over explicit adapters with the ring crypto provider, the
+/// real secret targets ([`AppResolver`]) and the log notifier (add
+/// channels with [`notifier_from_env`] and `Engine::with_notifier`).
 pub fn engine(
     store: Arc<dyn StateStore>,
     custody: Arc<dyn KeyCustody>,
@@ -165,7 +173,7 @@ pub fn engine(
         lease: identity.lease,
         ..EngineConfig::default()
     };
-    Engine::new(store, Arc::new(RingCrypto::new()), custody, clock, config)
+    Engine::new(store, Arc::new(RingCrypto::new()), custody, clock, config).with_resolver(Arc::new(AppResolver::new()))
 }
 
 /// Reads a master key file: 64 hex characters (32 bytes). The file must not

@@ -753,7 +753,7 @@ async fn add_schedule(
     caller.require(Role::Operator)?;
     let target: Target = body.target.parse()?;
     let schedule = engine(&state, &caller)
-        .add_policy_schedule(target, &body.policy)
+        .add_policy_schedule(target, &body.policy, 0)
         .await?;
     Ok(created(schedule))
 }

@@ -33,7 +33,7 @@ pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
         ScheduleCommand::Add { target, policy } => {
             let engine = ctx.engine(false).await?;
             let target: rotation_core::ids::Target = target.parse()?;
-            let s = engine.add_policy_schedule(target, &policy).await?;
+            let s = engine.add_policy_schedule(target, &policy, 0).await?;
             let rows = [
                 ("schedule id", s.id.to_string()),
                 ("target", s.target.to_string()),
