@@ -389,6 +389,231 @@ impl Policy {
     }
 }
 
+/// Parses a duration like `90s`, `30m`, `12h`, `7d` or `2w` (a bare number
+/// is seconds); errors are `invalid_policy` naming `field`. Negative or
+/// zero durations are refused.
+pub fn parse_duration(field: &str, text: &str) -> Result<TimeDelta> {
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit() && c != '-').unwrap_or(t.len()));
+    let n: i64 = digits.parse().map_err(|_| {
+        invalid_field(
+            field,
+            format!("{text:?} is not a duration like 90s, 30m, 12h, 7d or 2w"),
+        )
+    })?;
+    if n <= 0 {
+        return Err(invalid_field(field, format!("{text:?} must be positive")));
+    }
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(invalid_field(
+                field,
+                format!("{text:?} has an unknown unit: use s, m, h, d or w"),
+            ));
+        }
+    };
+    n.checked_mul(seconds)
+        .filter(|s| *s <= 3660 * 86_400)
+        .map(TimeDelta::seconds)
+        .ok_or_else(|| invalid_field(field, format!("{text:?} is too long (at most 3660 days)")))
+}
+
+/// A policy as operators write it (CLI flags, API body): plain numbers and
+/// strings, checked field by field into a [`Policy`]. Negative numbers,
+/// unknown strategies, generators, rotation types, invalid cron
+/// expressions and time zones are `invalid_policy` naming the field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Days between rotations (seed 001's `interval_days`; the same as `max_age_days`).
+    pub interval_days: Option<i64>,
+    /// Rotate when the current credential is this many days old.
+    pub max_age_days: Option<i64>,
+    /// Rotate when the current key sealed this many values (keyrings).
+    pub max_uses: Option<i64>,
+    /// 5-field cron expression.
+    pub cron: Option<String>,
+    /// Time zone of the cron expression (default `UTC`).
+    pub timezone: Option<String>,
+    /// Monthly `DAY:HH:MM` (UTC).
+    pub monthly: Option<String>,
+    /// Several triggers combine with ALL instead of ANY.
+    pub all: bool,
+    /// Calendar triggers only fire within this long after an occurrence (e.g. `2h`).
+    pub window: Option<String>,
+    /// `manual`, `automatic` or `scheduled` (default: `scheduled` with a cron or monthly trigger, else `automatic`).
+    pub rotation_type: Option<String>,
+    /// `immediate`, `staged`, `dual-write` or `blue-green`.
+    pub strategy: Option<String>,
+    /// `random:LEN[:CHARSET]`, `uuid` or `hex:LEN`.
+    pub generator: Option<String>,
+    /// Verification tests.
+    pub verify: Vec<String>,
+    /// Run the verification tests (default true).
+    pub require_verification: Option<bool>,
+    /// Do not roll back a failed rotation.
+    pub no_rollback: bool,
+    /// Retries of a failed scheduled rotation before the schedule is orphaned (default 3).
+    pub max_retries: Option<i64>,
+    /// Backoff before the first retry in seconds (default 60; doubles).
+    pub retry_backoff_seconds: Option<i64>,
+    /// Grace period of the replaced credential in hours.
+    pub grace_period_hours: Option<i64>,
+    /// Recipients: webhook URLs, `mailto:ADDRESS`, `log`.
+    pub notify: Vec<String>,
+    /// Notify on failures and rollbacks (default true).
+    pub notify_on_failure: Option<bool>,
+    /// Lead times before expiry or the next rotation, e.g. `7d`, `1d`.
+    pub notify_before: Vec<String>,
+    /// Whether the policy is active (default true).
+    pub active: Option<bool>,
+    /// Keyrings: migrate values after rotating.
+    pub migrate: bool,
+    /// Keyrings: retire unused versions after migrating.
+    pub retire_old: bool,
+}
+
+fn non_negative(field: &str, value: Option<i64>, max: i64) -> Result<Option<i64>> {
+    match value {
+        Some(v) if v < 0 => Err(invalid_field(field, format!("{v} is negative"))),
+        Some(v) if v > max => Err(invalid_field(field, format!("{v} is larger than {max}"))),
+        other => Ok(other),
+    }
+}
+
+impl PolicySpec {
+    /// Checks every field and builds the policy (not yet validated against
+    /// the engine's verification tests; `Engine::set_policy` does that).
+    pub fn into_policy(self, name: &str, now: Timestamp) -> Result<Policy> {
+        let mut triggers = Vec::new();
+        for (field, value) in [
+            ("interval_days", self.interval_days),
+            ("max_age_days", self.max_age_days),
+        ] {
+            if let Some(days) = non_negative(field, value, 36_600)? {
+                if days == 0 {
+                    return Err(invalid_field(
+                        field,
+                        "must be at least 1 (use --rotation-type manual for no automatic rotation)",
+                    ));
+                }
+                triggers.push(Trigger::MaxAgeDays(days as u32));
+            }
+        }
+        if let Some(n) = non_negative("max_uses", self.max_uses, i64::MAX)? {
+            triggers.push(Trigger::MaxUses(n as u64));
+        }
+        let calendar = self.cron.is_some() || self.monthly.is_some();
+        if let Some(expr) = self.cron {
+            triggers.push(Trigger::Cron {
+                expr,
+                timezone: self.timezone.clone().unwrap_or_else(|| "UTC".into()),
+            });
+        } else if self.timezone.is_some() {
+            return Err(invalid_field("timezone", "only applies to --cron"));
+        }
+        if let Some(m) = self.monthly {
+            triggers.push(parse_monthly(&m)?);
+        }
+        let trigger = match triggers.len() {
+            0 => {
+                return Err(invalid_field(
+                    "trigger",
+                    "give --interval-days, --max-age-days, --max-uses, --cron or --monthly",
+                ));
+            }
+            1 => triggers.remove(0),
+            _ if self.all => Trigger::All(triggers),
+            _ => Trigger::Any(triggers),
+        };
+        let window_minutes = match self.window {
+            Some(w) => {
+                if !calendar {
+                    return Err(invalid_field("window", "only applies to --cron or --monthly"));
+                }
+                let minutes = parse_duration("window", &w)?.num_minutes();
+                Some(u32::try_from(minutes.max(1)).map_err(|_| invalid_field("window", "too long"))?)
+            }
+            None => None,
+        };
+        let rotation_type = match self.rotation_type {
+            Some(t) => RotationType::parse(&t)?,
+            None if calendar => RotationType::Scheduled,
+            None => RotationType::Automatic,
+        };
+        let strategy = match self.strategy {
+            Some(s) => Some(Strategy::parse(&s).ok_or_else(|| {
+                invalid_field(
+                    "strategy",
+                    format!("unknown strategy {s:?}: use immediate, staged, dual-write or blue-green"),
+                )
+            })?),
+            None => None,
+        };
+        let generator = self.generator.as_deref().map(Generator::parse).transpose()?;
+        let defaults = Procedure::default();
+        let notify_before_hours = self
+            .notify_before
+            .iter()
+            .map(|d| {
+                let hours = parse_duration("notify_before", d)?.num_hours();
+                u32::try_from(hours.max(1)).map_err(|_| invalid_field("notify_before", "too long"))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let policy = Policy {
+            name: name.to_owned(),
+            trigger,
+            migrate: self.migrate,
+            retire_old: self.retire_old,
+            updated_at: now,
+            procedure: Procedure {
+                rotation_type,
+                window_minutes,
+                strategy,
+                generator,
+                require_verification: self.require_verification.unwrap_or(true),
+                verification_tests: self.verify,
+                auto_rollback: !self.no_rollback,
+                max_retries: non_negative("max_retries", self.max_retries, i64::from(MAX_RETRIES))?
+                    .map_or(defaults.max_retries, |v| v as u32),
+                retry_backoff_seconds: non_negative("retry_backoff_seconds", self.retry_backoff_seconds, 86_400)?
+                    .map_or(defaults.retry_backoff_seconds, |v| v as u32),
+                grace_period_hours: non_negative(
+                    "grace_period_hours",
+                    self.grace_period_hours,
+                    i64::from(MAX_POLICY_GRACE_HOURS),
+                )?
+                .map(|v| v as u32),
+                is_active: self.active.unwrap_or(true),
+                notify_on_failure: self.notify_on_failure.unwrap_or(true),
+                notify: self.notify,
+                notify_before_hours,
+            },
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+}
+
+/// `DAY:HH:MM`.
+fn parse_monthly(text: &str) -> Result<Trigger> {
+    let bad = || invalid_field("monthly", format!("{text:?} is not DAY:HH:MM"));
+    let parts: Vec<&str> = text.split(':').collect();
+    let [day, hour, minute] = parts.as_slice() else {
+        return Err(bad());
+    };
+    Ok(Trigger::Monthly {
+        day: day.parse().map_err(|_| bad())?,
+        hour: hour.parse().map_err(|_| bad())?,
+        minute: minute.parse().map_err(|_| bad())?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,5 +836,149 @@ mod tests {
             assert_eq!(e.reason, Reason::InvalidPolicy);
             assert!(e.message.contains(field), "{}", e.message);
         }
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+
+    fn spec() -> PolicySpec {
+        PolicySpec {
+            interval_days: Some(30),
+            ..PolicySpec::default()
+        }
+    }
+
+    #[test]
+    fn spec_fields_are_checked_and_named() {
+        let now = Timestamp::default();
+        let cases: Vec<(&str, PolicySpec)> = vec![
+            (
+                "interval_days",
+                PolicySpec {
+                    interval_days: Some(-1),
+                    ..spec()
+                },
+            ),
+            (
+                "max_retries",
+                PolicySpec {
+                    max_retries: Some(-3),
+                    ..spec()
+                },
+            ),
+            (
+                "grace_period_hours",
+                PolicySpec {
+                    grace_period_hours: Some(-24),
+                    ..spec()
+                },
+            ),
+            (
+                "strategy",
+                PolicySpec {
+                    strategy: Some("yolo".into()),
+                    ..spec()
+                },
+            ),
+            (
+                "generator",
+                PolicySpec {
+                    generator: Some("dice:6".into()),
+                    ..spec()
+                },
+            ),
+            (
+                "cron",
+                PolicySpec {
+                    interval_days: None,
+                    cron: Some("0 2 * *".into()),
+                    ..spec()
+                },
+            ),
+            (
+                "cron",
+                PolicySpec {
+                    interval_days: None,
+                    cron: Some("0 25 * * *".into()),
+                    ..spec()
+                },
+            ),
+            (
+                "timezone",
+                PolicySpec {
+                    interval_days: None,
+                    cron: Some("0 2 * * *".into()),
+                    timezone: Some("Nowhere/City".into()),
+                    ..spec()
+                },
+            ),
+            (
+                "window",
+                PolicySpec {
+                    window: Some("2h".into()),
+                    ..spec()
+                },
+            ),
+            (
+                "rotation_type",
+                PolicySpec {
+                    rotation_type: Some("sometimes".into()),
+                    ..spec()
+                },
+            ),
+            (
+                "notify_before",
+                PolicySpec {
+                    notify_before: vec!["-7d".into()],
+                    ..spec()
+                },
+            ),
+            ("trigger", PolicySpec::default()),
+        ];
+        for (field, s) in cases {
+            let e = s.into_policy("p", now).unwrap_err();
+            assert_eq!(e.reason, Reason::InvalidPolicy, "{field}");
+            assert!(e.message.contains(&format!("`{field}`")), "{field}: {}", e.message);
+        }
+        let ok = PolicySpec {
+            interval_days: None,
+            cron: Some("0 3 * * MON-FRI".into()),
+            timezone: Some("Europe/Berlin".into()),
+            window: Some("2h".into()),
+            strategy: Some("dual_write".into()),
+            generator: Some("random:40:symbols".into()),
+            notify_before: vec!["7d".into(), "1d".into()],
+            ..PolicySpec::default()
+        }
+        .into_policy("p", now)
+        .unwrap();
+        assert_eq!(ok.procedure.rotation_type, RotationType::Scheduled);
+        assert_eq!(ok.procedure.window_minutes, Some(120));
+        assert_eq!(ok.procedure.strategy, Some(Strategy::DualWrite));
+        assert_eq!(ok.procedure.notify_before_hours, vec![168, 24]);
+    }
+
+    #[test]
+    fn a_window_limits_when_a_cron_trigger_fires() {
+        use chrono::TimeZone;
+        let policy = PolicySpec {
+            cron: Some("0 2 * * *".into()),
+            window: Some("1h".into()),
+            ..PolicySpec::default()
+        }
+        .into_policy("p", Timestamp::default())
+        .unwrap();
+        let since = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let at = |h, m| chrono::Utc.with_ymd_and_hms(2026, 1, 2, h, m, 0).unwrap();
+        let facts = |now| Facts {
+            now,
+            current_since: since,
+            uses: 0,
+        };
+        assert!(!policy.fires(&facts(at(1, 59))).unwrap());
+        assert!(policy.fires(&facts(at(2, 30))).unwrap());
+        assert!(!policy.fires(&facts(at(3, 30))).unwrap(), "outside the window");
     }
 }
