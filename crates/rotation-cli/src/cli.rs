@@ -71,9 +71,18 @@ pub(crate) enum Command {
     /// Values stored encrypted under a keyring.
     #[command(subcommand)]
     Value(ValueCommand),
-    /// Rotation policies: when a credential is due.
+    /// Rotation policies: when a credential is due and how it rotates.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Secrets: versioned values with stage labels, rotated through strategies.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Rotation statistics: totals, success rate, durations.
+    Stats {
+        /// Start counting afresh from now (runs and the audit log are kept).
+        #[arg(long)]
+        reset: bool,
+    },
     /// The master key (KEK) that wraps every stored key.
     #[command(subcommand)]
     MasterKey(MasterKeyCommand),
@@ -212,11 +221,128 @@ pub(crate) enum ScheduleCommand {
     RunDue,
     /// Add a recurring schedule: each run-due evaluates the policy for the target.
     Add {
-        /// Target: keyring:NAME or authority:ID.
+        /// Target: secret:PATH, keyring:NAME or authority:ID.
         target: String,
         /// Policy name.
         #[arg(long)]
         policy: String,
+        /// Fire this long after the policy would (e.g. 30m, 2h), so paired
+        /// credentials never rotate at the same moment.
+        #[arg(long)]
+        offset: Option<String>,
+    },
+    /// What would rotate within a period, when, how and what it touches; changes nothing.
+    Plan {
+        /// How far ahead (e.g. 30d, 12h).
+        #[arg(long, default_value = "30d")]
+        within: String,
+    },
+    /// Put an orphaned (retries exhausted) or failed schedule back in service.
+    Resume {
+        /// Schedule id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Write a secret: a new CURRENT version (the old one becomes PREVIOUS).
+    Put {
+        /// Path, e.g. db/prod/app.
+        path: String,
+        /// generic, password, api_key, database or certificate (new secrets; default generic).
+        #[arg(long = "type")]
+        secret_type: Option<String>,
+        /// The value (prefer --value-stdin: command lines are visible to other users).
+        #[arg(long, conflicts_with_all = ["value_stdin", "generate"])]
+        value: Option<String>,
+        /// Read the value from standard input (one trailing newline is dropped).
+        #[arg(long, conflicts_with = "generate")]
+        value_stdin: bool,
+        /// Generate the value: random:LEN[:CHARSET], uuid or hex:LEN (certificates are issued).
+        #[arg(long)]
+        generate: Option<String>,
+        /// Policy used by `secret rotate` and schedules.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Database: the secret holding the admin connection URL.
+        #[arg(long)]
+        admin_secret: Option<String>,
+        /// Database: the role whose password rotates.
+        #[arg(long)]
+        role: Option<String>,
+        /// An executable run for each rotation step.
+        #[arg(long)]
+        script: Option<String>,
+        /// Verification tests run before promotion (login, certificate, script, nonempty, http:URL).
+        #[arg(long = "verify")]
+        verify: Vec<String>,
+        /// Certificate: issue a CA certificate.
+        #[arg(long)]
+        ca: bool,
+        /// Certificate: the secret holding the issuing CA (self-signed without).
+        #[arg(long)]
+        ca_secret: Option<String>,
+        /// Certificate: subject common name and DNS name.
+        #[arg(long)]
+        common_name: Option<String>,
+        /// Certificate: validity of new certificates in days.
+        #[arg(long)]
+        validity_days: Option<u32>,
+        /// Certificate: renew when the current one expires within this many days.
+        #[arg(long)]
+        renew_before_days: Option<u32>,
+    },
+    /// Print a version's value (audited as secret_read).
+    Get {
+        /// Path.
+        path: String,
+        /// Version number.
+        #[arg(long, conflicts_with = "stage")]
+        version: Option<u32>,
+        /// Stage: current, pending or previous (default current).
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// Rotate now, through the policy's strategy.
+    Rotate {
+        /// Path.
+        path: String,
+        /// Policy (default: the secret's).
+        #[arg(long)]
+        policy: Option<String>,
+        /// The new value (default: generated).
+        #[arg(long)]
+        value: Option<String>,
+        /// Idempotency token: a rotation with this id is resumed or reported, never repeated.
+        #[arg(long)]
+        rotation_id: Option<String>,
+    },
+    /// List secrets (never values).
+    List,
+    /// Rotations of a secret, newest first, with each step's output.
+    History {
+        /// Path.
+        path: String,
+        /// At most this many rotations.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Versions, labels, schedule, last and next rotation.
+    Status {
+        /// Path.
+        path: String,
+    },
+    /// Check a presented value: CURRENT, or PREVIOUS during a dual-write grace period (exit 1, reason verification_failed, if not).
+    Validate {
+        /// Path.
+        path: String,
+        /// The value to check (or --value-stdin).
+        #[arg(long, conflicts_with = "value_stdin")]
+        value: Option<String>,
+        /// Read the value from standard input.
+        #[arg(long)]
+        value_stdin: bool,
     },
 }
 
@@ -400,30 +526,8 @@ pub(crate) enum PolicyCommand {
     Set {
         /// Policy name.
         name: String,
-        /// Due when the current key is this many days old.
-        #[arg(long)]
-        max_age_days: Option<u32>,
-        /// Due when the current key sealed this many values.
-        #[arg(long)]
-        max_uses: Option<u64>,
-        /// Due at the times of a 5-field cron expression.
-        #[arg(long)]
-        cron: Option<String>,
-        /// Time zone of --cron (IANA name).
-        #[arg(long, default_value = "UTC", requires = "cron")]
-        timezone: String,
-        /// Due monthly at DAY:HH:MM (UTC), e.g. 1:02:00.
-        #[arg(long)]
-        monthly: Option<String>,
-        /// Require every trigger instead of any.
-        #[arg(long)]
-        all: bool,
-        /// After rotating a keyring, migrate its values.
-        #[arg(long)]
-        migrate: bool,
-        /// After migrating, retire versions no value uses.
-        #[arg(long)]
-        retire_old: bool,
+        #[command(flatten)]
+        spec: Box<PolicyArgs>,
     },
     /// List policies.
     List,
@@ -449,4 +553,109 @@ pub(crate) enum AuditCommand {
     },
     /// Check the hash chain; fails with `tampered` when any event was edited, inserted or deleted.
     Verify,
+}
+
+/// `policy set` options (checked by `PolicySpec::into_policy`).
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// Rotate every N days.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) interval_days: Option<i64>,
+    /// Due when the current credential is this many days old.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) max_age_days: Option<i64>,
+    /// Due when the current key sealed this many values (keyrings).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) max_uses: Option<i64>,
+    /// Due at the times of a 5-field cron expression.
+    #[arg(long)]
+    pub(crate) cron: Option<String>,
+    /// Time zone of --cron (IANA name, default UTC).
+    #[arg(long)]
+    pub(crate) timezone: Option<String>,
+    /// Due monthly at DAY:HH:MM (UTC), e.g. 1:02:00.
+    #[arg(long)]
+    pub(crate) monthly: Option<String>,
+    /// Require every trigger instead of any.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Calendar triggers only fire within this long after an occurrence (e.g. 2h).
+    #[arg(long)]
+    pub(crate) window: Option<String>,
+    /// manual, automatic or scheduled.
+    #[arg(long)]
+    pub(crate) rotation_type: Option<String>,
+    /// immediate, staged, dual-write or blue-green.
+    #[arg(long)]
+    pub(crate) strategy: Option<String>,
+    /// random:LEN[:CHARSET], uuid or hex:LEN.
+    #[arg(long)]
+    pub(crate) generator: Option<String>,
+    /// Verification test (repeatable): login, certificate, script, nonempty, http:URL.
+    #[arg(long = "verify")]
+    pub(crate) verify: Vec<String>,
+    /// Skip verification tests.
+    #[arg(long)]
+    pub(crate) no_verify: bool,
+    /// Leave a failed rotation in place instead of rolling it back.
+    #[arg(long)]
+    pub(crate) no_rollback: bool,
+    /// Retries of a failed scheduled rotation before the schedule is orphaned.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) max_retries: Option<i64>,
+    /// Backoff before the first retry, in seconds (doubles each time).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) retry_backoff_seconds: Option<i64>,
+    /// Grace period of the replaced credential.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) grace_period_hours: Option<i64>,
+    /// Notification recipient (repeatable): https://URL, mailto:ADDRESS or log.
+    #[arg(long = "notify")]
+    pub(crate) notify: Vec<String>,
+    /// Do not notify on failures and rollbacks.
+    #[arg(long)]
+    pub(crate) no_notify_on_failure: bool,
+    /// Lead time before expiry or the next rotation (repeatable), e.g. 7d, 1d.
+    #[arg(long = "notify-before")]
+    pub(crate) notify_before: Vec<String>,
+    /// Create the policy inactive (it never fires).
+    #[arg(long)]
+    pub(crate) inactive: bool,
+    /// After rotating a keyring, migrate its values.
+    #[arg(long)]
+    pub(crate) migrate: bool,
+    /// After migrating, retire versions no value uses.
+    #[arg(long)]
+    pub(crate) retire_old: bool,
+}
+
+impl PolicyArgs {
+    /// The operator's policy, to be checked by `PolicySpec::into_policy`.
+    pub(crate) fn into_spec(self) -> rotation_core::policy::PolicySpec {
+        rotation_core::policy::PolicySpec {
+            interval_days: self.interval_days,
+            max_age_days: self.max_age_days,
+            max_uses: self.max_uses,
+            cron: self.cron,
+            timezone: self.timezone,
+            monthly: self.monthly,
+            all: self.all,
+            window: self.window,
+            rotation_type: self.rotation_type,
+            strategy: self.strategy,
+            generator: self.generator,
+            verify: self.verify,
+            require_verification: Some(!self.no_verify),
+            no_rollback: self.no_rollback,
+            max_retries: self.max_retries,
+            retry_backoff_seconds: self.retry_backoff_seconds,
+            grace_period_hours: self.grace_period_hours,
+            notify: self.notify,
+            notify_on_failure: Some(!self.no_notify_on_failure),
+            notify_before: self.notify_before,
+            active: Some(!self.inactive),
+            migrate: self.migrate,
+            retire_old: self.retire_old,
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod master_key;
 mod policy;
 mod quickstart;
 mod schedule;
+mod secret;
 pub(crate) mod value;
 
 use rotation_core::Result;
@@ -28,6 +29,8 @@ pub(crate) async fn run(ctx: Context, command: Command) -> Result<()> {
         Command::Keyring(c) => keyring::run(&ctx, c).await,
         Command::Value(c) => value::run(&ctx, c).await,
         Command::Policy(c) => policy::run(&ctx, c).await,
+        Command::Secret(c) => secret::run(&ctx, c).await,
+        Command::Stats { reset } => secret::stats(&ctx, reset).await,
         Command::MasterKey(c) => master_key::run(&ctx, c).await,
         Command::Report => maintenance::report(&ctx).await,
         Command::Backup { out } => maintenance::backup(&ctx, &out).await,

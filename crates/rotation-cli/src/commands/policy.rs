@@ -1,7 +1,7 @@
 //! `rotation policy ...`.
 
-use rotation_core::policy::{Policy, Trigger};
-use rotation_core::{Error, Reason, Result};
+use rotation_core::Result;
+use rotation_core::policy::Policy;
 
 use crate::app::Context;
 use crate::cli::{Output, PolicyCommand};
@@ -11,51 +11,9 @@ pub(crate) async fn run(ctx: &Context, command: PolicyCommand) -> Result<()> {
     let out = ctx.global.output;
     let engine = ctx.engine(false).await?;
     match command {
-        PolicyCommand::Set {
-            name,
-            max_age_days,
-            max_uses,
-            cron,
-            timezone,
-            monthly,
-            all,
-            migrate,
-            retire_old,
-        } => {
-            let mut triggers = Vec::new();
-            if let Some(days) = max_age_days {
-                triggers.push(Trigger::MaxAgeDays(days));
-            }
-            if let Some(n) = max_uses {
-                triggers.push(Trigger::MaxUses(n));
-            }
-            if let Some(expr) = cron {
-                triggers.push(Trigger::Cron { expr, timezone });
-            }
-            if let Some(m) = monthly {
-                triggers.push(parse_monthly(&m)?);
-            }
-            let trigger = match triggers.len() {
-                0 => {
-                    return Err(Error::new(
-                        Reason::InvalidPolicy,
-                        "invalid policy field `trigger`: give --max-age-days, --max-uses, --cron or --monthly",
-                    ));
-                }
-                1 => triggers.remove(0),
-                _ if all => Trigger::All(triggers),
-                _ => Trigger::Any(triggers),
-            };
-            let policy = engine
-                .set_policy(Policy {
-                    name,
-                    trigger,
-                    migrate,
-                    retire_old,
-                    updated_at: engine.now(),
-                    procedure: Default::default(),
-                })
-                .await?;
+        PolicyCommand::Set { name, spec } => {
+            let policy = spec.into_spec().into_policy(&name, engine.now())?;
+            let policy = engine.set_policy(policy).await?;
             show(out, &policy)
         }
         PolicyCommand::List => {
@@ -85,30 +43,54 @@ pub(crate) async fn run(ctx: &Context, command: PolicyCommand) -> Result<()> {
 }
 
 fn show(out: Output, p: &Policy) -> Result<()> {
+    let d = &p.procedure;
     let rows = [
         ("policy", p.name.clone()),
         ("trigger", serde_json::to_string(&p.trigger).unwrap_or_default()),
+        ("rotation type", d.rotation_type.as_str().to_owned()),
+        ("window", d.window_minutes.map_or("-".into(), |m| format!("{m} min"))),
+        (
+            "strategy",
+            d.strategy.map_or("by secret type".into(), |s| s.as_str().to_owned()),
+        ),
+        ("generator", d.generator.as_ref().map_or("default".into(), |g| g.spec())),
+        (
+            "verification",
+            if d.require_verification {
+                format!("on: {}", d.verification_tests.join(", "))
+            } else {
+                "off".into()
+            },
+        ),
+        ("auto rollback", d.auto_rollback.to_string()),
+        (
+            "max retries",
+            format!("{} (backoff {} s, doubling)", d.max_retries, d.retry_backoff_seconds),
+        ),
+        (
+            "grace period",
+            d.grace_period_hours.map_or("default".into(), |h| format!("{h} h")),
+        ),
+        ("active", d.is_active.to_string()),
+        (
+            "notify",
+            if d.notify.is_empty() {
+                "-".into()
+            } else {
+                d.notify.len().to_string() + " recipient(s)"
+            },
+        ),
+        ("notify on failure", d.notify_on_failure.to_string()),
+        (
+            "notify before",
+            d.notify_before_hours
+                .iter()
+                .map(|h| format!("{h}h"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         ("migrate", p.migrate.to_string()),
         ("retire old", p.retire_old.to_string()),
     ];
     output::record(out, p, &rows)
-}
-
-/// `DAY:HH:MM`.
-fn parse_monthly(text: &str) -> Result<Trigger> {
-    let bad = || {
-        Error::new(
-            Reason::InvalidPolicy,
-            format!("invalid policy field `monthly`: {text:?} is not DAY:HH:MM"),
-        )
-    };
-    let parts: Vec<&str> = text.split(':').collect();
-    let [day, hour, minute] = parts.as_slice() else {
-        return Err(bad());
-    };
-    Ok(Trigger::Monthly {
-        day: day.parse().map_err(|_| bad())?,
-        hour: hour.parse().map_err(|_| bad())?,
-        minute: minute.parse().map_err(|_| bad())?,
-    })
 }

@@ -30,20 +30,74 @@ pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
                 }
             }
         }
-        ScheduleCommand::Add { target, policy } => {
-            let engine = ctx.engine(false).await?;
+        ScheduleCommand::Add { target, policy, offset } => {
+            let engine = ctx.engine(true).await?;
             let target: rotation_core::ids::Target = target.parse()?;
-            let s = engine.add_policy_schedule(target, &policy, 0).await?;
+            let offset_seconds = match offset {
+                Some(o) => rotation_core::policy::parse_duration("offset", &o)
+                    .map_err(|e| Error::invalid_input(e.message))?
+                    .num_seconds(),
+                None => 0,
+            };
+            let s = engine.add_policy_schedule(target, &policy, offset_seconds).await?;
             let rows = [
                 ("schedule id", s.id.to_string()),
                 ("target", s.target.to_string()),
                 ("policy", policy.clone()),
+                ("offset", format!("{} s", s.offset_seconds)),
+            ];
+            output::record(out, &s, &rows)
+        }
+        ScheduleCommand::Plan { within } => {
+            let engine = ctx.engine(true).await?;
+            let within = rotation_core::policy::parse_duration("within", &within)
+                .map_err(|e| Error::invalid_input(e.message))?;
+            let plan = engine.schedule_plan(within).await?;
+            match out {
+                Output::Json => output::json(&plan),
+                Output::Table => {
+                    if plan.is_empty() {
+                        return output::line("nothing would rotate in that period");
+                    }
+                    let mut t = output::table(&["when", "target", "policy", "strategy", "touches"]);
+                    for p in &plan {
+                        t.add_row(vec![
+                            time(Some(p.at)),
+                            p.target.to_string(),
+                            p.policy.clone().unwrap_or_else(|| "one-off".into()),
+                            p.strategy.clone(),
+                            p.touches.clone(),
+                        ]);
+                    }
+                    output::print_table(&t)
+                }
+            }
+        }
+        ScheduleCommand::Resume { id } => {
+            let engine = ctx.engine(false).await?;
+            let id: rotation_core::ids::RotationId = id.parse()?;
+            let s = engine.resume_schedule(id).await?;
+            let rows = [
+                ("schedule id", s.id.to_string()),
+                ("target", s.target.to_string()),
+                ("state", s.state.as_str().to_owned()),
+                ("due at", time(Some(s.due_at))),
             ];
             output::record(out, &s, &rows)
         }
         ScheduleCommand::RunDue => {
             let engine = ctx.engine(true).await?;
+            let notifier = rotation_app::notifier_from_env(engine.crypto().clone())?;
+            let engine = engine.with_notifier(notifier);
             let outcomes = engine.process_scheduled_rotations().await?;
+            // Notifications recorded by these (and earlier) rotations.
+            let delivery = engine.dispatch_outbox().await?;
+            if delivery.retrying > 0 {
+                tracing::warn!(
+                    retrying = delivery.retrying,
+                    "some notifications were not delivered; the next run-due retries them"
+                );
+            }
             match out {
                 Output::Json => output::json(&outcomes)?,
                 Output::Table => {
@@ -87,6 +141,12 @@ pub(crate) async fn run(ctx: &Context, command: ScheduleCommand) -> Result<()> {
                         output::line("nothing due")?;
                     } else {
                         output::print_table(&t)?;
+                    }
+                    if delivery.delivered + delivery.retrying > 0 {
+                        output::line(&format!(
+                            "notifications: {} delivered, {} waiting for a retry",
+                            delivery.delivered, delivery.retrying
+                        ))?;
                     }
                 }
             }

@@ -8,4 +8,5 @@ mod day2;
 mod keyrings;
 mod master_key;
 mod postgres;
+mod secrets;
 mod support;

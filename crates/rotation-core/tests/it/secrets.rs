@@ -19,11 +19,14 @@ use rotation_core::{Engine, Error, Reason, Result};
 
 use crate::support::Harness;
 
+/// One recorded step: name, current value, pending value, slot.
+type StepSeen = (String, Option<String>, Option<String>, Option<String>);
+
 /// A target that records every step with the values it saw and fails the
 /// steps it is told to fail.
 #[derive(Default)]
 struct Recorder {
-    steps: Mutex<Vec<(String, Option<String>, Option<String>, Option<String>)>>,
+    steps: Mutex<Vec<StepSeen>>,
     fail: Mutex<Vec<&'static str>>,
     /// Values the "system" accepts (dual-write keeps two).
     accepted: Mutex<Vec<String>>,

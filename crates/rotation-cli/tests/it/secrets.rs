@@ -1,0 +1,365 @@
+//! `rotation secret|policy|schedule|stats` for secrets, through the binary.
+
+use crate::support::Env;
+
+fn field<'a>(v: &'a serde_json::Value, path: &[&str]) -> &'a serde_json::Value {
+    path.iter().fold(v, |v, k| &v[*k])
+}
+
+#[test]
+fn put_get_rotate_history_status_and_validate() {
+    let env = Env::init();
+    env.ok(&[
+        "policy",
+        "set",
+        "monthly",
+        "--interval-days",
+        "30",
+        "--strategy",
+        "staged",
+    ]);
+    let put = env.json(&[
+        "secret",
+        "put",
+        "app/token",
+        "--value",
+        "first-value-123",
+        "--policy",
+        "monthly",
+    ]);
+    assert_eq!(field(&put, &["version", "version"]), 1);
+    assert_eq!(env.ok(&["secret", "get", "app/token"]).trim(), "first-value-123");
+    let rotated = env.json(&["secret", "rotate", "app/token"]);
+    assert_eq!(rotated["status"], "success");
+    assert_eq!(rotated["strategy"], "staged");
+    assert_eq!(
+        (rotated["old_version"].as_u64(), rotated["new_version"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let current = env.ok(&["secret", "get", "app/token"]).trim().to_owned();
+    assert_eq!(current.len(), 32);
+    assert_eq!(
+        env.ok(&["secret", "get", "app/token", "--stage", "previous"]).trim(),
+        "first-value-123"
+    );
+    assert_eq!(
+        env.ok(&["secret", "get", "app/token", "--version", "1"]).trim(),
+        "first-value-123"
+    );
+    let got = env.json(&["secret", "get", "app/token", "--stage", "current"]);
+    assert_eq!(got["version"], 2);
+    assert_eq!(got["stages"], serde_json::json!(["CURRENT"]));
+
+    let history = env.json(&["secret", "history", "app/token"]);
+    assert_eq!(history[0]["status"], "success");
+    assert_eq!(history[0]["old_version"], 1);
+    assert!(history[0]["duration_ms"].is_i64());
+    let status = env.json(&["secret", "status", "app/token"]);
+    assert_eq!(status["current_version"], 2);
+    assert_eq!(status["previous_version"], 1);
+    assert_eq!(status["scheduled"], false);
+    assert_eq!(status["last_status"], "success");
+
+    let listed = env.json(&["secret", "list"]);
+    assert_eq!(listed[0]["path"], "app/token");
+    assert!(!listed.to_string().contains(&current), "listings never show values");
+
+    env.ok(&["secret", "validate", "app/token", "--value", &current]);
+    let (reason, _) = env.fails(&["secret", "validate", "app/token", "--value", "first-value-123"]);
+    assert_eq!(reason, "verification_failed", "staged: the old value is not accepted");
+
+    // Reads are audited.
+    let audit = env.json(&["audit", "list", "--limit", "100"]);
+    assert!(audit.as_array().unwrap().iter().any(|e| e["event"] == "secret_read"));
+}
+
+#[test]
+fn api_keys_are_dual_write_with_a_grace_period() {
+    let env = Env::init();
+    env.ok(&[
+        "policy",
+        "set",
+        "keys",
+        "--interval-days",
+        "30",
+        "--grace-period-hours",
+        "48",
+    ]);
+    env.ok(&[
+        "secret",
+        "put",
+        "svc/api",
+        "--type",
+        "api_key",
+        "--generate",
+        "hex:40",
+        "--policy",
+        "keys",
+    ]);
+    let old = env.ok(&["secret", "get", "svc/api"]).trim().to_owned();
+    assert_eq!(old.len(), 40);
+    let rotated = env.json(&["secret", "rotate", "svc/api"]);
+    assert_eq!(rotated["strategy"], "dual-write");
+    assert!(rotated["grace_period_end"].is_string());
+    let new = env.ok(&["secret", "get", "svc/api"]).trim().to_owned();
+    let v = env.json(&["secret", "validate", "svc/api", "--value", &old]);
+    assert_eq!(
+        (v["valid"].as_bool(), v["stage"].as_str()),
+        (Some(true), Some("PREVIOUS"))
+    );
+    env.json(&["secret", "validate", "svc/api", "--value", &new]);
+}
+
+#[test]
+fn generators_and_caller_values() {
+    let env = Env::init();
+    env.ok(&["secret", "put", "gen/uuid", "--generate", "uuid"]);
+    let u = env.ok(&["secret", "get", "gen/uuid"]).trim().to_owned();
+    assert_eq!(uuid::Uuid::parse_str(&u).unwrap().get_version_num(), 4);
+    env.ok(&["secret", "put", "gen/rand", "--generate", "random:24:digits"]);
+    let r = env.ok(&["secret", "get", "gen/rand"]).trim().to_owned();
+    assert!(r.len() == 24 && r.bytes().all(|b| b.is_ascii_digit()));
+    env.ok(&["secret", "rotate", "gen/rand", "--value", "custom_secret_value_123"]);
+    assert_eq!(env.ok(&["secret", "get", "gen/rand"]).trim(), "custom_secret_value_123");
+    let (reason, stderr) = env.fails(&["secret", "put", "gen/bad", "--generate", "dice:6"]);
+    assert_eq!(reason, "invalid_input", "{stderr}");
+    let (reason, _) = env.fails(&["secret", "get", "gen/none"]);
+    assert_eq!(reason, "not_found");
+    let (reason, _) = env.fails(&["secret", "put", "/abs/path", "--value", "x"]);
+    assert_eq!(reason, "invalid_input");
+    let (reason, _) = env.fails(&["secret", "put", "db/x", "--type", "database", "--value", "x"]);
+    assert_eq!(
+        reason, "invalid_input",
+        "a database secret needs a role and an admin secret"
+    );
+}
+
+#[test]
+fn bad_policies_are_rejected_with_the_field_named_and_change_nothing() {
+    let env = Env::init();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--interval-days", "-5"], "interval_days"),
+        (&["--interval-days", "30", "--max-retries", "-1"], "max_retries"),
+        (
+            &["--interval-days", "30", "--grace-period-hours", "-2"],
+            "grace_period_hours",
+        ),
+        (&["--interval-days", "30", "--strategy", "sideways"], "strategy"),
+        (&["--interval-days", "30", "--verify", "psychic"], "verification_tests"),
+        (&["--interval-days", "30", "--generator", "dice"], "generator"),
+        (&["--cron", "0 2 * *"], "cron"),
+        (&["--cron", "0 2 31 2 * *"], "cron"),
+        (&["--cron", "0 2 * * *", "--timezone", "Atlantis/Capital"], "timezone"),
+        (&["--interval-days", "30", "--notify", "pigeon://home"], "notify"),
+        (
+            &["--interval-days", "30", "--rotation-type", "sometimes"],
+            "rotation_type",
+        ),
+        (&["--interval-days", "30", "--window", "2h"], "window"),
+        (&["--interval-days", "30", "--notify-before", "soon"], "notify_before"),
+    ];
+    for (args, field) in cases {
+        let mut all = vec!["policy", "set", "p"];
+        all.extend_from_slice(args);
+        let (reason, stderr) = env.fails(&all);
+        assert_eq!(reason, "invalid_policy", "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("`{field}`")),
+            "{args:?} should name {field}: {stderr}"
+        );
+    }
+    assert_eq!(env.json(&["policy", "list"]), serde_json::json!([]));
+    let shown = env.json(&[
+        "policy",
+        "set",
+        "nightly",
+        "--cron",
+        "0 3 * * MON-FRI",
+        "--timezone",
+        "Europe/Berlin",
+        "--window",
+        "2h",
+        "--strategy",
+        "blue-green",
+        "--verify",
+        "nonempty",
+        "--max-retries",
+        "5",
+        "--notify",
+        "log",
+        "--notify-before",
+        "7d",
+        "--notify-before",
+        "1d",
+    ]);
+    assert_eq!(field(&shown, &["procedure", "rotation_type"]), "scheduled");
+    assert_eq!(field(&shown, &["procedure", "strategy"]), "blue-green");
+    assert_eq!(field(&shown, &["procedure", "window_minutes"]), 120);
+    assert_eq!(
+        field(&shown, &["procedure", "notify_before_hours"]),
+        &serde_json::json!([168, 24])
+    );
+}
+
+#[test]
+fn schedules_with_offsets_plan_run_due_and_stats() {
+    let mut env = Env::init();
+    let t0 = chrono::Utc::now();
+    env.now = Some(t0.to_rfc3339());
+    env.ok(&["policy", "set", "monthly", "--interval-days", "30"]);
+    env.ok(&["secret", "put", "pair/a", "--value", "value-a-0001"]);
+    env.ok(&["secret", "put", "pair/b", "--value", "value-b-0001"]);
+    env.ok(&["schedule", "add", "secret:pair/a", "--policy", "monthly"]);
+    env.ok(&[
+        "schedule",
+        "add",
+        "secret:pair/b",
+        "--policy",
+        "monthly",
+        "--offset",
+        "1h",
+    ]);
+    let audit_before = env.json(&["audit", "list", "--limit", "1"]);
+    let plan = env.json(&["schedule", "plan", "--within", "40d"]);
+    let plan = plan.as_array().unwrap();
+    assert_eq!(plan.len(), 2, "{plan:?}");
+    assert_eq!(plan[0]["target"], "secret:pair/a");
+    assert_eq!(plan[1]["target"], "secret:pair/b");
+    assert_eq!(plan[0]["strategy"], "staged");
+    assert_eq!(plan[0]["touches"], "stored value only");
+    let t = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!(t(&plan[1]["at"]) - t(&plan[0]["at"]), chrono::TimeDelta::hours(1));
+    assert_eq!(
+        env.json(&["audit", "list", "--limit", "1"]),
+        audit_before,
+        "plan changes nothing"
+    );
+    assert!(
+        env.json(&["schedule", "plan", "--within", "10d"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // 30 days and 30 minutes later: a is due, b (1 h offset) not yet.
+    env.now = Some((t0 + chrono::TimeDelta::days(30) + chrono::TimeDelta::minutes(30)).to_rfc3339());
+    env.ok(&["schedule", "run-due"]);
+    assert_eq!(env.json(&["secret", "status", "pair/a"])["current_version"], 2);
+    assert_eq!(env.json(&["secret", "status", "pair/b"])["current_version"], 1);
+    env.now = Some((t0 + chrono::TimeDelta::days(30) + chrono::TimeDelta::minutes(90)).to_rfc3339());
+    env.ok(&["schedule", "run-due"]);
+    assert_eq!(env.json(&["secret", "status", "pair/b"])["current_version"], 2);
+
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["total_rotations"], 2);
+    assert_eq!(stats["successful_rotations"], 2);
+    assert_eq!(stats["success_rate"], 1.0);
+    assert_eq!(stats["active_schedules"], 2);
+    env.ok(&["stats", "--reset"]);
+    assert_eq!(env.json(&["stats"])["total_rotations"], 0);
+    let (reason, _) = env.fails(&["schedule", "resume", plan[0]["schedule_id"].as_str().unwrap()]);
+    assert_eq!(reason, "invalid_input", "an active schedule cannot be resumed");
+}
+
+#[test]
+fn a_failing_script_rolls_back_orphans_after_retries_and_no_value_leaks() {
+    let mut env = Env::init();
+    let script = env.dir.path().join("rotate.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ninput=$(cat)\necho \"step $1 got $input\"\necho \"stderr for $1: $input\" >&2\n[ \"$1\" = test ] && exit 3\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.ok(&[
+        "policy",
+        "set",
+        "p",
+        "--interval-days",
+        "1",
+        "--max-retries",
+        "1",
+        "--retry-backoff-seconds",
+        "60",
+    ]);
+    let secret_value = "Sup3r-Secret-Value-4242";
+    env.ok(&[
+        "secret",
+        "put",
+        "svc/scripted",
+        "--value",
+        secret_value,
+        "--script",
+        script.to_str().unwrap(),
+        "--policy",
+        "p",
+    ]);
+    env.ok(&["schedule", "add", "secret:svc/scripted", "--policy", "p"]);
+
+    let run = |env: &Env, args: &[&str]| {
+        let mut cmd = env.std_cmd();
+        cmd.env("ROTATION_LOG", "trace").args(args);
+        cmd.output().unwrap()
+    };
+    let mut captured = String::new();
+    let out = run(&env, &["secret", "rotate", "svc/scripted"]);
+    assert!(!out.status.success());
+    captured.push_str(&String::from_utf8_lossy(&out.stdout));
+    captured.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(captured.contains("error[verification_failed]"), "{captured}");
+    assert_eq!(
+        env.ok(&["secret", "get", "svc/scripted"]).trim(),
+        secret_value,
+        "rolled back"
+    );
+
+    let history = env.json(&["secret", "history", "svc/scripted"]);
+    assert_eq!(history[0]["status"], "rolled_back");
+    let steps = history[0]["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(names, ["create", "set", "test", "rollback"]);
+    let test_log = steps[2]["log"].as_str().unwrap();
+    assert!(test_log.contains("exit") && test_log.contains('3'), "{test_log}");
+    assert!(test_log.contains("[redacted]"), "{test_log}");
+
+    // Scheduled attempts: two failures (one retry) orphan the schedule.
+    for minutes in [2 * 24 * 60, 2 * 24 * 60 + 5] {
+        env.now = Some((chrono::Utc::now() + chrono::TimeDelta::minutes(minutes)).to_rfc3339());
+        let out = run(&env, &["schedule", "run-due"]);
+        captured.push_str(&String::from_utf8_lossy(&out.stdout));
+        captured.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    let schedules = env.json(&["schedule", "list", "--all"]);
+    assert_eq!(schedules[0]["state"], "orphaned", "{schedules}");
+    let id = schedules[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(env.json(&["schedule", "resume", &id])["state"], "scheduled");
+
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["rollbacks"], 3);
+    assert_eq!(stats["success_rate"], 0.0);
+
+    for json in [
+        env.ok(&["--output", "json", "secret", "history", "svc/scripted"]),
+        env.ok(&["--output", "json", "audit", "list", "--limit", "500"]),
+        env.ok(&["--output", "json", "secret", "status", "svc/scripted"]),
+        captured.clone(),
+    ] {
+        assert!(!json.contains(secret_value), "a secret value leaked:\n{json}");
+    }
+    // Every generated value of the failed rotations was redacted too.
+    for n in 2..=4 {
+        if let Some(value) = env
+            .run(&["secret", "get", "svc/scripted", "--version", &n.to_string()])
+            .status
+            .success()
+            .then(|| env.ok(&["secret", "get", "svc/scripted", "--version", &n.to_string()]))
+        {
+            let value = value.trim();
+            assert!(!captured.contains(value), "generated value of version {n} leaked");
+            assert!(
+                !env.ok(&["--output", "json", "secret", "history", "svc/scripted"])
+                    .contains(value)
+            );
+        }
+    }
+}
