@@ -363,3 +363,69 @@ fn a_failing_script_rolls_back_orphans_after_retries_and_no_value_leaks() {
         }
     }
 }
+
+#[test]
+fn secrets_survive_master_key_rotation_and_backups_and_appear_in_the_report() {
+    let mut env = Env::new();
+    env.password = Some("first password".into());
+    env.ok(&["init"]);
+    env.ok(&["policy", "set", "p", "--interval-days", "30"]);
+    env.ok(&["secret", "put", "db/app", "--value", "value-before-mk", "--policy", "p"]);
+    env.ok(&["secret", "rotate", "db/app"]);
+    let current = env.ok(&["secret", "get", "db/app"]);
+
+    let mut c = env.cmd();
+    c.env("NEW_PW", "second password")
+        .args(["master-key", "rotate", "--new-password-env", "NEW_PW"]);
+    assert!(c.output().unwrap().status.success());
+    env.password = Some("second password".into());
+    assert_eq!(
+        env.ok(&["secret", "get", "db/app"]),
+        current,
+        "re-wrapped, still readable"
+    );
+    assert_eq!(
+        env.ok(&["secret", "get", "db/app", "--stage", "previous"]).trim(),
+        "value-before-mk"
+    );
+    env.password = Some("first password".into());
+    let (reason, _) = env.fails(&["secret", "get", "db/app"]);
+    assert_eq!(
+        reason, "unauthorized",
+        "the old master password no longer opens secrets"
+    );
+    env.password = Some("second password".into());
+
+    let backup = env.dir.path().join("secrets.backup");
+    env.ok(&["backup", "--out", backup.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&std::fs::read(&backup).unwrap()).contains("value-before-mk"));
+    let mut fresh = Env::new();
+    fresh.password = Some("second password".into());
+    fresh.ok(&["restore", "--from", backup.to_str().unwrap()]);
+    assert_eq!(fresh.ok(&["secret", "get", "db/app"]), current);
+    assert_eq!(fresh.json(&["secret", "history", "db/app"])[0]["status"], "success");
+
+    // The report lists the secret, overdue once its policy fires.
+    let report = env.json(&["report"]);
+    let item = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["target"] == "secret:db/app")
+        .expect("secret in the report")
+        .clone();
+    assert_eq!(item["current"], "v2");
+    assert_eq!(item["overdue"], false);
+    assert_eq!(item["max_age_days"], 30);
+    env.now = Some((chrono::Utc::now() + chrono::TimeDelta::days(31)).to_rfc3339());
+    let out = env.run(&["--output", "json", "report"]);
+    assert_eq!(out.status.code(), Some(2), "overdue: exit 2");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["target"] == "secret:db/app" && i["overdue"] == true)
+    );
+}

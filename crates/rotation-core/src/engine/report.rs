@@ -12,14 +12,15 @@ use crate::error::Result;
 use crate::ids::{RotationId, Target};
 use crate::keyring::NONCE_LIMIT;
 use crate::policy::{Facts, Trigger};
+use crate::secret::Stage;
 use crate::time::Timestamp;
 
 /// One target in the compliance report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ComplianceItem {
-    /// `authority:<id>` or `keyring:<name>`.
+    /// `authority:<id>`, `keyring:<name>` or `secret:<path>`.
     pub target: String,
-    /// The current credential (key id, or `v<N>`).
+    /// The current credential (key id, or `v<N>` for keyrings and secrets).
     pub current: String,
     /// When it became current.
     pub current_since: Timestamp,
@@ -177,6 +178,76 @@ impl Engine {
                 &mut item,
             )
             .await?;
+            items.push(item);
+        }
+        let orphaned: Vec<Target> = self
+            .store
+            .list_schedules(None, false)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == crate::schedule::ScheduleState::Orphaned)
+            .map(|s| s.target)
+            .collect();
+        for secret in self.store.list_secrets().await? {
+            let target = Target::Secret(secret.path.clone());
+            let versions = self.secret_backend().versions(&secret.path).await?;
+            let Some(current) = versions.iter().find(|v| v.has(Stage::Current)) else {
+                continue;
+            };
+            let mut soon = Vec::new();
+            if let Some(previous) = versions.iter().find(|v| v.has(Stage::Previous))
+                && previous.attr("disabled_at").is_none()
+                && let Some(until) = previous
+                    .attr("grace_until")
+                    .and_then(|g| chrono::DateTime::parse_from_rfc3339(g).ok())
+                && until.with_timezone(&chrono::Utc) - now <= TimeDelta::hours(24)
+            {
+                soon.push(format!("v{}", previous.version));
+            }
+            let mut item = ComplianceItem {
+                target: target.to_string(),
+                current: format!("v{}", current.version),
+                current_since: current.created_at,
+                age_days: age_days(now, current.created_at),
+                max_age_days: None,
+                overdue: false,
+                overdue_reason: None,
+                next_rotation: next_of.get(&target).copied(),
+                policies: Vec::new(),
+                pending_revocations: Vec::new(),
+                grace_ending_soon: soon,
+                versions_referenced: Vec::new(),
+            };
+            let mut policies = policies_of.clone();
+            if let Some(p) = &secret.policy {
+                let list = policies.entry(target.clone()).or_default();
+                if !list.contains(p) {
+                    list.push(p.clone());
+                }
+            }
+            self.apply_policies(
+                &target,
+                &policies,
+                Facts {
+                    now,
+                    current_since: current.created_at,
+                    uses: 0,
+                },
+                &mut item,
+            )
+            .await?;
+            if let Some(renew_at) = self.certificate_renewal_time(&target).await? {
+                item.next_rotation = Some(item.next_rotation.map_or(renew_at, |n| n.min(renew_at)));
+                if renew_at <= now {
+                    item.overdue = true;
+                    item.overdue_reason = Some("certificate is inside its renewal window".into());
+                }
+            }
+            if orphaned.contains(&target) {
+                item.overdue = true;
+                item.overdue_reason =
+                    Some("its schedule is orphaned (retries exhausted); see `schedule resume`".into());
+            }
             items.push(item);
         }
         let stuck_runs: Vec<StuckRun> = self
