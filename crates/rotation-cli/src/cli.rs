@@ -627,6 +627,9 @@ pub(crate) struct PolicyArgs {
     /// After migrating, retire versions no value uses.
     #[arg(long)]
     pub(crate) retire_old: bool,
+    /// Authorities: revoke keys automatically when their grace period ends.
+    #[arg(long)]
+    pub(crate) auto_revoke: bool,
 }
 
 impl PolicyArgs {
@@ -656,6 +659,7 @@ impl PolicyArgs {
             active: Some(!self.inactive),
             migrate: self.migrate,
             retire_old: self.retire_old,
+            auto_revoke: self.auto_revoke,
         }
     }
 }

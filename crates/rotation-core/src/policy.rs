@@ -112,6 +112,9 @@ pub struct Procedure {
     /// Lead times in hours: notify this long before a certificate expires
     /// or a credential's next rotation (e.g. 168 and 24).
     pub notify_before_hours: Vec<u32>,
+    /// Authorities: revoke keys whose grace period ended (by `run-due` and
+    /// the server's worker) instead of waiting for an operator.
+    pub auto_revoke: bool,
 }
 
 impl Default for Procedure {
@@ -131,6 +134,7 @@ impl Default for Procedure {
             notify_on_failure: true,
             notify: Vec::new(),
             notify_before_hours: Vec::new(),
+            auto_revoke: false,
         }
     }
 }
@@ -476,6 +480,8 @@ pub struct PolicySpec {
     pub migrate: bool,
     /// Keyrings: retire unused versions after migrating.
     pub retire_old: bool,
+    /// Authorities: revoke keys automatically when their grace period ends.
+    pub auto_revoke: bool,
 }
 
 fn non_negative(field: &str, value: Option<i64>, max: i64) -> Result<Option<i64>> {
@@ -593,6 +599,7 @@ impl PolicySpec {
                 notify_on_failure: self.notify_on_failure.unwrap_or(true),
                 notify: self.notify,
                 notify_before_hours,
+                auto_revoke: self.auto_revoke,
             },
         };
         policy.validate()?;

@@ -89,6 +89,7 @@ fn show(out: Output, p: &Policy) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
+        ("auto revoke", d.auto_revoke.to_string()),
         ("migrate", p.migrate.to_string()),
         ("retire old", p.retire_old.to_string()),
     ];

@@ -139,6 +139,7 @@ impl Engine {
             }
         }
         outcomes.extend(self.end_grace_periods().await?);
+        outcomes.extend(self.auto_revoke_keys().await?);
         self.notify_upcoming().await?;
         Ok(outcomes)
     }
@@ -647,5 +648,47 @@ impl Engine {
             }
         }
         Ok(enqueued)
+    }
+}
+
+impl Engine {
+    /// Revokes every key past its grace period whose authority has a
+    /// schedule under a policy with `auto_revoke` (audited as `key_revoked`).
+    pub async fn auto_revoke_keys(&self) -> Result<Vec<ScheduledOutcome>> {
+        let now = self.now();
+        let mut outcomes = Vec::new();
+        let mut done: Vec<AuthorityId> = Vec::new();
+        for schedule in self.store.list_schedules(None, true).await? {
+            let (Target::Authority(id), Some(policy)) = (&schedule.target, &schedule.policy) else {
+                continue;
+            };
+            if done.contains(id) || schedule.state != ScheduleState::Scheduled {
+                continue;
+            }
+            if !self
+                .store
+                .get_policy(policy)
+                .await?
+                .is_some_and(|p| p.procedure.auto_revoke)
+            {
+                continue;
+            }
+            done.push(id.clone());
+            for key in self.store.list_keys(id).await? {
+                if key.effective_state(now) != crate::authority::EffectiveKeyState::PendingRevocation {
+                    continue;
+                }
+                let mut outcome = ScheduledOutcome::new(schedule.id, schedule.target.clone());
+                match self
+                    .revoke_old_key(id, &key.key_id, super::RevokeOptions::default())
+                    .await
+                {
+                    Ok(k) => outcome.result = Some(json!({"revoked_key_id": k.key_id})),
+                    Err(e) => outcome.fail(&e, e.reason.is_retryable()),
+                }
+                outcomes.push(outcome);
+            }
+        }
+        Ok(outcomes)
     }
 }

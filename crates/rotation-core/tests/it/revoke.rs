@@ -114,3 +114,48 @@ async fn forced_revocation_needs_a_reason_and_is_audited() {
         .unwrap_err();
     assert_eq!(again.reason, Reason::KeyNotInGracePeriod);
 }
+
+#[tokio::test]
+async fn keys_past_grace_are_revoked_automatically_only_where_the_policy_says_so() {
+    use rotation_core::authority::KeyState;
+    use rotation_core::ids::Target;
+    use rotation_core::policy::{Policy, Procedure, Trigger};
+    for auto_revoke in [false, true] {
+        let h = Harness::new();
+        let id = h.setup(1).await;
+        let engine = h.engine("p");
+        engine
+            .set_policy(Policy {
+                name: "yearly".into(),
+                trigger: Trigger::MaxAgeDays(365),
+                migrate: false,
+                retire_old: false,
+                updated_at: engine.now(),
+                procedure: Procedure {
+                    auto_revoke,
+                    ..Procedure::default()
+                },
+            })
+            .await
+            .unwrap();
+        engine
+            .add_policy_schedule(Target::Authority(id.clone()), "yearly", 0)
+            .await
+            .unwrap();
+        let result = engine.rotate_key(rotate(&id)).await.unwrap();
+        h.clock.advance(TimeDelta::hours(23));
+        engine.process_scheduled_rotations().await.unwrap();
+        let old = engine.store().get_key(&result.old_key_id).await.unwrap().unwrap();
+        assert_eq!(old.state, KeyState::Grace, "still in grace");
+        h.clock.advance(TimeDelta::hours(2));
+        engine.process_scheduled_rotations().await.unwrap();
+        let old = engine.store().get_key(&result.old_key_id).await.unwrap().unwrap();
+        if auto_revoke {
+            assert_eq!(old.state, KeyState::Revoked);
+            let events = engine.store().list_audit_newest(20).await.unwrap();
+            assert!(events.iter().any(|e| e.event == event::KEY_REVOKED));
+        } else {
+            assert_eq!(old.state, KeyState::Grace, "waits for an operator");
+        }
+    }
+}
