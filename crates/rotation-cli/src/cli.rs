@@ -124,6 +124,10 @@ pub(crate) enum AuthorityCommand {
         /// Grace period of a replaced key.
         #[arg(long, default_value_t = 24)]
         grace_period_hours: u32,
+        /// Publish the next key in the JWKS this many hours before the
+        /// rotation is due (`run-due` creates it), so cached key sets know it.
+        #[arg(long, default_value_t = 0)]
+        prepublish_hours: u32,
     },
     /// List authorities.
     List,

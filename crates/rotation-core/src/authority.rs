@@ -30,6 +30,10 @@ pub struct Authority {
     pub created_at: Timestamp,
     /// When the current key became current (creation or last rotation).
     pub last_rotated_at: Option<Timestamp>,
+    /// Publish the next key in the JWKS this many hours before the
+    /// rotation due at the end of the rotation period (0: off).
+    #[serde(default)]
+    pub prepublish_hours: u32,
 }
 
 /// Stored lifecycle state of a signing key.

@@ -24,6 +24,7 @@ pub(crate) fn bind_authority<'q>(q: Query<'q>, a: &Authority) -> Query<'q> {
         .bind(a.current_key_id.as_str())
         .bind(micros(a.created_at))
         .bind(opt_micros(a.last_rotated_at))
+        .bind(i64::from(a.prepublish_hours))
         .bind(a.id.as_str())
 }
 

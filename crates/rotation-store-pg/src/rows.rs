@@ -173,6 +173,7 @@ pub(crate) fn authority(row: &PgRow) -> Result<Authority> {
         current_key_id: r.parsed("current_key_id", key_id)?,
         created_at: r.ts("created_at")?,
         last_rotated_at: r.opt_ts("last_rotated_at")?,
+        prepublish_hours: r.u32("prepublish_hours")?,
     })
 }
 

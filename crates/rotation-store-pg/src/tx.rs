@@ -180,7 +180,7 @@ impl StoreTx for PgTx {
         let query = bind_authority(
             sqlx::query(
                 "INSERT INTO authorities (name, rotation_period_days, grace_period_hours, current_key_id, \
-                 created_at, last_rotated_at, id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 created_at, last_rotated_at, prepublish_hours, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             ),
             a,
         );
@@ -194,7 +194,7 @@ impl StoreTx for PgTx {
         let done = bind_authority(
             sqlx::query(
                 "UPDATE authorities SET name = $1, rotation_period_days = $2, grace_period_hours = $3, \
-                 current_key_id = $4, created_at = $5, last_rotated_at = $6 WHERE id = $7",
+                 current_key_id = $4, created_at = $5, last_rotated_at = $6, prepublish_hours = $7 WHERE id = $8",
             ),
             a,
         )

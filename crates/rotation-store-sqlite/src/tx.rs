@@ -115,7 +115,7 @@ impl StoreTx for SqliteTx {
         bind_authority(
             sqlx::query(
                 "INSERT INTO authorities (name, rotation_period_days, grace_period_hours, current_key_id, \
-                 created_at, last_rotated_at, id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 created_at, last_rotated_at, prepublish_hours, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             a,
         )
@@ -129,7 +129,7 @@ impl StoreTx for SqliteTx {
         let done = bind_authority(
             sqlx::query(
                 "UPDATE authorities SET name = ?, rotation_period_days = ?, grace_period_hours = ?, \
-                 current_key_id = ?, created_at = ?, last_rotated_at = ? WHERE id = ?",
+                 current_key_id = ?, created_at = ?, last_rotated_at = ?, prepublish_hours = ? WHERE id = ?",
             ),
             a,
         )

@@ -258,6 +258,7 @@ async fn authorities(store: Arc<dyn StateStore>) {
     b2.rotation_period_days = 30;
     b2.grace_period_hours = 0;
     b2.last_rotated_at = Some(at(3600));
+    b2.prepublish_hours = 48;
     let mut tx = store.begin().await.must("authorities: begin update");
     tx.update_authority(&b2).await.must("authorities: update");
     tx.commit().await.must("authorities: commit update");

@@ -70,6 +70,7 @@ pub fn authority(id: &str, key: &str) -> Authority {
         current_key_id: key_id(key),
         created_at: t0(),
         last_rotated_at: Some(t0()),
+        prepublish_hours: 0,
     }
 }
 

@@ -18,6 +18,7 @@ pub(crate) async fn run(ctx: &Context, command: AuthorityCommand) -> Result<()> 
             name,
             rotation_period_days,
             grace_period_hours,
+            prepublish_hours,
         } => {
             let engine = ctx.engine(true).await?;
             let authority = engine
@@ -28,6 +29,9 @@ pub(crate) async fn run(ctx: &Context, command: AuthorityCommand) -> Result<()> 
                     grace_period_hours: Some(grace_period_hours),
                 })
                 .await?;
+            if prepublish_hours > 0 {
+                engine.set_prepublish_hours(&authority.id, prepublish_hours).await?;
+            }
             show(ctx, &authority.id).await
         }
         AuthorityCommand::List => {
@@ -157,6 +161,10 @@ async fn show(ctx: &Context, id: &AuthorityId) -> Result<()> {
             t.add_row(vec![
                 "grace period (hours)".into(),
                 authority.grace_period_hours.to_string(),
+            ]);
+            t.add_row(vec![
+                "prepublish next key (hours)".into(),
+                authority.prepublish_hours.to_string(),
             ]);
             t.add_row(vec!["created".into(), rfc3339(authority.created_at)]);
             t.add_row(vec!["last rotated".into(), time(authority.last_rotated_at)]);

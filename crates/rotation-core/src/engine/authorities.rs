@@ -178,6 +178,7 @@ impl Engine {
             current_key_id: key_id.clone(),
             created_at: now,
             last_rotated_at: None,
+            prepublish_hours: 0,
         };
         let target = Target::Authority(new.id.clone());
         let mut tx = self.store.begin().await?;
@@ -367,7 +368,8 @@ impl Engine {
         Ok(key)
     }
 
-    /// The authority's public keys as a JWK Set: active and grace keys only,
+    /// The authority's public keys as a JWK Set: active and grace keys,
+    /// and the prepublished next key (see [`Engine::prepublish_keys`]);
     /// never revoked or expired ones.
     pub async fn jwks(&self, id: &AuthorityId) -> Result<Jwks> {
         let now = self.now();
@@ -375,7 +377,7 @@ impl Engine {
             .keys(id)
             .await?
             .into_iter()
-            .filter(|k| k.accepts_signatures(now))
+            .filter(|k| k.accepts_signatures(now) || is_prepublished(k))
             .map(|k| Jwk {
                 kty: "OKP".into(),
                 crv: "Ed25519".into(),
@@ -386,6 +388,101 @@ impl Engine {
             })
             .collect();
         Ok(Jwks { keys })
+    }
+}
+
+/// A key generated ahead of its rotation (pending, created by no run).
+pub(super) fn is_prepublished(key: &SigningKey) -> bool {
+    key.state == crate::authority::KeyState::Pending && key.created_by.is_none()
+}
+
+impl Engine {
+    /// Sets how many hours before its due rotation an authority publishes
+    /// its next key (0 turns it off); audited as `authority_updated`.
+    pub async fn set_prepublish_hours(&self, id: &AuthorityId, hours: u32) -> Result<Authority> {
+        if hours > MAX_GRACE_PERIOD_HOURS {
+            return Err(Error::invalid_input(format!(
+                "prepublish hours must be 0 to {MAX_GRACE_PERIOD_HOURS}, got {hours}"
+            ))
+            .with_authority(id));
+        }
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let mut authority = tx
+            .get_authority(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("authority {id} not found")).with_authority(id))?;
+        authority.prepublish_hours = hours;
+        tx.update_authority(&authority).await?;
+        let draft = self.draft(
+            "authority_updated",
+            Target::Authority(id.clone()),
+            None,
+            json!({"prepublish_hours": hours}),
+        );
+        self.append_audit(tx.as_mut(), now, vec![draft]).await?;
+        tx.commit().await?;
+        Ok(authority)
+    }
+
+    /// For every authority with `prepublish_hours`, once its next rotation
+    /// (the end of its rotation period, or an earlier one-off schedule) is
+    /// that close, creates the next key now: it is listed in the JWKS but
+    /// signs nothing until the rotation promotes it, so relying parties
+    /// with cached key sets never meet an unknown `kid`. Returns the keys created.
+    pub async fn prepublish_keys(&self) -> Result<Vec<SigningKey>> {
+        let now = self.now();
+        let mut created = Vec::new();
+        for authority in self.store.list_authorities().await? {
+            if authority.prepublish_hours == 0 {
+                continue;
+            }
+            let since = authority.last_rotated_at.unwrap_or(authority.created_at);
+            let mut due = since + chrono::TimeDelta::days(i64::from(authority.rotation_period_days));
+            let target = Target::Authority(authority.id.clone());
+            for s in self.store.list_schedules(Some(&target), true).await? {
+                if s.policy.is_none() && s.state == crate::schedule::ScheduleState::Scheduled {
+                    due = due.min(s.due_at);
+                }
+            }
+            if now < due - chrono::TimeDelta::hours(i64::from(authority.prepublish_hours)) {
+                continue;
+            }
+            let keys = self.store.list_keys(&authority.id).await?;
+            if keys.iter().any(is_prepublished) {
+                continue;
+            }
+            let key_id = KeyId::generate(&authority.id);
+            let made = self.custody.create_signing_key(&key_id).await?;
+            let key = SigningKey {
+                key_id: key_id.clone(),
+                authority_id: authority.id.clone(),
+                algorithm: "Ed25519".into(),
+                public_key: made.public_key,
+                state: crate::authority::KeyState::Pending,
+                created_at: now,
+                activated_at: None,
+                rotated_at: None,
+                grace_until: None,
+                revoked_at: None,
+                revocation_reason: None,
+                created_by: None,
+                custody: made.custody,
+            };
+            let mut tx = self.store.begin().await?;
+            tx.insert_key(&key).await?;
+            let draft = self.draft(
+                crate::audit::event::KEY_CREATED,
+                target,
+                None,
+                json!({"key_id": key_id, "algorithm": "Ed25519", "prepublished": true, "rotation_due_at": crate::time::rfc3339(due)}),
+            );
+            self.append_audit(tx.as_mut(), now, vec![draft]).await?;
+            tx.commit().await?;
+            tracing::info!(authority = %authority.id, key = %key_id, "next key prepublished");
+            created.push(key);
+        }
+        Ok(created)
     }
 }
 

@@ -85,9 +85,17 @@ impl Engine {
         let grace = request.grace_period_hours.unwrap_or(authority.grace_period_hours);
         super::authorities::check_grace(grace).map_err(|e| e.with_authority(&authority.id))?;
         let target = Target::Authority(authority.id.clone());
+        // A prepublished next key (already in the JWKS) is the one promoted.
+        let next_key = self
+            .store
+            .list_keys(&authority.id)
+            .await?
+            .into_iter()
+            .find(super::authorities::is_prepublished)
+            .map_or_else(|| KeyId::generate(&authority.id), |k| k.key_id);
         let new_run = |now: Timestamp, rotation_id: RotationId| Run {
             old_key_id: Some(authority.current_key_id.clone()),
-            new_key_id: Some(KeyId::generate(&authority.id)),
+            new_key_id: Some(next_key.clone()),
             grace_period_hours: grace,
             schedule_id: request.schedule_id,
             ..self.blank_run(target.clone(), rotation_id, now)
@@ -478,8 +486,11 @@ impl Engine {
     async fn step_roll_back(&self, run: &mut Run) -> Result<()> {
         if let Target::Authority(_) = run.target {
             let (_, new_key_id) = authority_run_keys(run)?;
+            // A prepublished key (created by no run) survives the rollback:
+            // relying parties already cache it.
             if let Some(key) = self.store.get_key(&new_key_id).await?
                 && key.state == KeyState::Pending
+                && key.created_by == Some(run.rotation_id)
             {
                 self.custody.destroy_signing_key(&key.key_id, &key.custody).await?;
             }
@@ -491,6 +502,7 @@ impl Engine {
             (Target::Authority(_), Some(new_key_id), _) => {
                 if let Some(key) = tx.get_key(new_key_id).await?
                     && key.state == KeyState::Pending
+                    && key.created_by == Some(run.rotation_id)
                 {
                     tx.delete_key(new_key_id).await?;
                 }

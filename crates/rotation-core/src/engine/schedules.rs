@@ -140,6 +140,7 @@ impl Engine {
         }
         outcomes.extend(self.end_grace_periods().await?);
         outcomes.extend(self.auto_revoke_keys().await?);
+        self.prepublish_keys().await?;
         self.notify_upcoming().await?;
         Ok(outcomes)
     }

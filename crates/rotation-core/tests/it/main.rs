@@ -3,6 +3,7 @@
 //! concurrency, revocation and schedules.
 
 mod keyrings;
+mod prepublish;
 mod resume;
 mod revoke;
 mod rotation;

@@ -46,6 +46,7 @@ pub(crate) fn authority(id: &str, key: &str) -> Authority {
         current_key_id: kid(key),
         created_at: t(0),
         last_rotated_at: Some(t(1)),
+        prepublish_hours: 0,
     }
 }
 

@@ -1,0 +1,2 @@
+-- Authorities may publish their next signing key ahead of use (JWKS).
+ALTER TABLE authorities ADD COLUMN prepublish_hours BIGINT NOT NULL DEFAULT 0;
