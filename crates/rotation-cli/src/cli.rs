@@ -549,11 +549,32 @@ pub(crate) enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
-    /// Newest events first.
+    /// Newest events first, optionally filtered; page with --before-seq.
     List {
         /// How many events.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only this target, e.g. secret:db/app or authority:org-acme.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this event type, e.g. secret_read.
+        #[arg(long)]
+        event: Option<String>,
+        /// Only events of this rotation.
+        #[arg(long)]
+        rotation_id: Option<String>,
+        /// Only events by this actor, e.g. cli:alice or token:ID.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only events at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this instant (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Continue below this sequence number (the last one printed).
+        #[arg(long)]
+        before_seq: Option<i64>,
     },
     /// Check the hash chain; fails with `tampered` when any event was edited, inserted or deleted.
     Verify,

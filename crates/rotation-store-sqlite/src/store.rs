@@ -6,7 +6,7 @@ use rotation_core::audit::{AuditEvent, AuditHead};
 use rotation_core::authority::{Authority, SigningKey};
 use rotation_core::chain::TrustRecord;
 use rotation_core::ids::{AuthorityId, KeyId, RotationId, Target};
-use rotation_core::ports::{RecordQuery, StateStore, StoreTx};
+use rotation_core::ports::{AuditQuery, RecordQuery, StateStore, StoreTx};
 use rotation_core::run::Run;
 use rotation_core::schedule::Schedule;
 use rotation_core::{Error, Result};
@@ -142,6 +142,26 @@ impl StateStore for SqliteStore {
 
     async fn audit_head(&self) -> Result<Option<AuditHead>> {
         queries::audit_head(&self.pool).await
+    }
+
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let found = sqlx::query(
+            "SELECT * FROM audit_events WHERE (?1 IS NULL OR seq < ?1) AND (?2 IS NULL OR target = ?2) \
+             AND (?3 IS NULL OR event = ?3) AND (?4 IS NULL OR rotation_id = ?4) AND (?5 IS NULL OR actor = ?5) \
+             AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) ORDER BY seq DESC LIMIT ?8",
+        )
+        .bind(q.before_seq)
+        .bind(q.target.as_deref())
+        .bind(q.event.as_deref())
+        .bind(q.rotation_id.map(|r| r.to_string()))
+        .bind(q.actor.as_deref())
+        .bind(q.since.map(rows::micros))
+        .bind(q.until.map(rows::micros))
+        .bind(rows::limit(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("listing audit events", e))?;
+        rows::all(&found, rows::audit_event)
     }
 
     async fn list_audit_for_target(&self, target: &str, limit: usize) -> Result<Vec<AuditEvent>> {

@@ -82,8 +82,10 @@ where
     secrets::outbox(new_store().await).await;
     secrets::schedule_retry_fields(new_store().await).await;
     secrets::snapshot_restore_and_clear(new_store().await, new_store().await).await;
+    audit_query::audit_query(new_store().await).await;
 }
 
+mod audit_query;
 mod keyrings;
 mod secrets;
 

@@ -14,7 +14,7 @@ use rotation_core::ids::{KeyringName, ValueId};
 use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
 use rotation_core::policy::Policy;
 use rotation_core::ports::Snapshot;
-use rotation_core::ports::{OutboxMessage, RecordQuery, StateStore, StoreTx};
+use rotation_core::ports::{AuditQuery, OutboxMessage, RecordQuery, StateStore, StoreTx};
 use rotation_core::run::Run;
 use rotation_core::schedule::Schedule;
 use rotation_core::secret::{Secret, SecretVersion};
@@ -119,6 +119,11 @@ impl StateStore for FaultyStore {
     async fn get_secret(&self, path: &str) -> Result<Option<Secret>> {
         self.faults.check()?;
         self.inner.get_secret(path).await
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        self.faults.check()?;
+        self.inner.query_audit(query).await
     }
 
     async fn list_secrets(&self) -> Result<Vec<Secret>> {

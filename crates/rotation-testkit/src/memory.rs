@@ -15,7 +15,7 @@ use rotation_core::error::{Error, Reason, Result};
 use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
 use rotation_core::keyring::{KeyVersion, Keyring, Reseal, SealedValue};
 use rotation_core::policy::Policy;
-use rotation_core::ports::{OutboxMessage, RecordQuery, Snapshot, StateStore, StoreTx};
+use rotation_core::ports::{AuditQuery, OutboxMessage, RecordQuery, Snapshot, StateStore, StoreTx};
 use rotation_core::run::Run;
 use rotation_core::schedule::{Schedule, ScheduleState};
 use rotation_core::secret::{Secret, SecretVersion};
@@ -364,6 +364,24 @@ impl StateStore for MemoryStore {
 
     async fn list_audit_newest(&self, limit: usize) -> Result<Vec<AuditEvent>> {
         Ok(self.shared.snapshot().list_audit_newest(limit))
+    }
+
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let state = self.shared.snapshot();
+        Ok(state
+            .audit
+            .values()
+            .rev()
+            .filter(|e| q.before_seq.is_none_or(|b| e.seq < b))
+            .filter(|e| q.target.as_ref().is_none_or(|t| &e.target == t))
+            .filter(|e| q.event.as_ref().is_none_or(|t| &e.event == t))
+            .filter(|e| q.actor.as_ref().is_none_or(|t| &e.actor == t))
+            .filter(|e| q.rotation_id.is_none_or(|r| e.rotation_id == Some(r)))
+            .filter(|e| q.since.is_none_or(|t| e.at >= t))
+            .filter(|e| q.until.is_none_or(|t| e.at < t))
+            .take(q.limit)
+            .cloned()
+            .collect())
     }
 
     async fn list_audit_for_target(&self, target: &str, limit: usize) -> Result<Vec<AuditEvent>> {

@@ -11,7 +11,36 @@ pub(crate) async fn run(ctx: &Context, command: AuditCommand) -> Result<()> {
     let out = ctx.global.output;
     let engine = ctx.engine(false).await?;
     match command {
-        AuditCommand::List { limit } => print_events(out, &engine.audit_events(limit).await?),
+        AuditCommand::List {
+            limit,
+            target,
+            event,
+            rotation_id,
+            actor,
+            since,
+            until,
+            before_seq,
+        } => {
+            let instant = |field: &str, v: Option<String>| -> Result<Option<rotation_core::time::Timestamp>> {
+                v.map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(&t)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|_| rotation_core::Error::invalid_input(format!("--{field} {t:?} is not RFC 3339")))
+                })
+                .transpose()
+            };
+            let query = rotation_core::ports::AuditQuery {
+                target,
+                event,
+                rotation_id: rotation_id.as_deref().map(str::parse).transpose()?,
+                actor,
+                since: instant("since", since)?,
+                until: instant("until", until)?,
+                before_seq,
+                limit,
+            };
+            print_events(out, &engine.query_audit(query).await?)
+        }
         AuditCommand::Verify => {
             let report = engine.verify_audit().await?;
             let rows = [

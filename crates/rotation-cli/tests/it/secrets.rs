@@ -429,3 +429,22 @@ fn secrets_survive_master_key_rotation_and_backups_and_appear_in_the_report() {
             .any(|i| i["target"] == "secret:db/app" && i["overdue"] == true)
     );
 }
+
+#[test]
+fn audit_list_filters_and_pages() {
+    let env = Env::init();
+    env.ok(&["secret", "put", "f/one", "--value", "value-one-1"]);
+    env.ok(&["secret", "get", "f/one"]);
+    env.ok(&["secret", "get", "f/one"]);
+    env.ok(&["secret", "put", "f/two", "--value", "value-two-2"]);
+    let reads = env.json(&["audit", "list", "--event", "secret_read"]);
+    assert_eq!(reads.as_array().unwrap().len(), 2);
+    let two = env.json(&["audit", "list", "--target", "secret:f/two"]);
+    assert!(two.as_array().unwrap().iter().all(|e| e["target"] == "secret:f/two"));
+    let first = env.json(&["audit", "list", "--limit", "2"]);
+    let last_seq = first[1]["seq"].as_i64().unwrap();
+    let next = env.json(&["audit", "list", "--limit", "2", "--before-seq", &last_seq.to_string()]);
+    assert_eq!(next[0]["seq"].as_i64().unwrap(), last_seq - 1);
+    let (reason, _) = env.fails(&["audit", "list", "--since", "yesterday"]);
+    assert_eq!(reason, "invalid_input");
+}

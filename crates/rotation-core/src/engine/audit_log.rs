@@ -26,6 +26,13 @@ impl Engine {
         self.store.list_audit_newest(limit).await
     }
 
+    /// Audit events matching `query`, newest first (page with `before_seq`
+    /// = the last `seq` of the previous page). `limit` is capped at 10,000.
+    pub async fn query_audit(&self, mut query: crate::ports::AuditQuery) -> Result<Vec<crate::audit::AuditEvent>> {
+        query.limit = query.limit.clamp(1, 10_000);
+        self.store.query_audit(&query).await
+    }
+
     /// Checks the whole hash chain and its head, in constant memory.
     pub async fn verify_audit(&self) -> Result<AuditReport> {
         let mut verifier = ChainVerifier::default();

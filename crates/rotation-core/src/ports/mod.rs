@@ -15,4 +15,4 @@ pub use secrets::{
     CredentialTarget, NonEmptyVerifier, SecretBackend, Step, StepContext, StepOutput, StoreOnlyResolver,
     StoreOnlyTarget, TargetResolver, Verifier, VersionedValue,
 };
-pub use store::{OutboxMessage, RecordQuery, Snapshot, StateStore, StoreTx};
+pub use store::{AuditQuery, OutboxMessage, RecordQuery, Snapshot, StateStore, StoreTx};

@@ -43,6 +43,28 @@ impl Default for RecordQuery {
     }
 }
 
+/// Which audit events to list, newest first. Every filter is optional;
+/// `before_seq` continues a listing below that position (cursor paging).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this target (`kind:name`).
+    pub target: Option<String>,
+    /// Only this event type.
+    pub event: Option<String>,
+    /// Only events of this rotation.
+    pub rotation_id: Option<RotationId>,
+    /// Only events by this actor.
+    pub actor: Option<String>,
+    /// Only events at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only events before this instant.
+    pub until: Option<Timestamp>,
+    /// Only events with `seq` below this (the cursor of the previous page).
+    pub before_seq: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
 /// A notification waiting for delivery: the outbox. Events are enqueued
 /// in the transaction that records the change they report, and delivered
 /// afterwards with retries, so a receiver that is down loses nothing.
@@ -219,6 +241,8 @@ pub trait StateStore: Send + Sync {
     async fn audit_head(&self) -> Result<Option<AuditHead>>;
     /// The newest events of one target (`kind:name`), newest first.
     async fn list_audit_for_target(&self, target: &str, limit: usize) -> Result<Vec<AuditEvent>>;
+    /// Events matching `query`, newest first.
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
 
     /// One keyring.
     async fn get_keyring(&self, name: &KeyringName) -> Result<Option<Keyring>>;
