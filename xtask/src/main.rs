@@ -6,11 +6,16 @@
 //! - `cargo xtask test [ARGS...]`: every test of the workspace (nextest when
 //!   installed, plus doc tests). Services the tests need are started here and
 //!   stopped afterwards: a throwaway PostgreSQL (see [`postgres`]) unless
-//!   `DATABASE_URL` is already set, in which case that server is used.
+//!   `DATABASE_URL` is already set, in which case that server is used; and
+//!   an OpenBao dev server (see [`openbao`]) unless `VAULT_ADDR` and
+//!   `VAULT_TOKEN` are both set.
 //! - `cargo xtask bench [NAME] [ARGS...]`: the benchmarks recorded in
 //!   `docs/BENCHMARKS.md` (`resign` on SQLite, `resign-pg` on PostgreSQL:
 //!   `DATABASE_URL`, or a throwaway server with durable settings; `http`:
 //!   the server's API under `wrk`, see [`bench_http`]).
+//! - `cargo xtask openbao`: starts the throwaway OpenBao dev server of
+//!   `cargo xtask test`, prints `export VAULT_ADDR=... VAULT_TOKEN=...` for
+//!   running focused tests by hand, and stops it when stdin closes or a line is read.
 //! - `cargo xtask fuzz-api [--max-examples N]`: schemathesis (from PyPI)
 //!   against the server's `/openapi.json`; any 5xx fails (see [`fuzz_api`]).
 
@@ -20,10 +25,12 @@ use std::time::Instant;
 
 mod bench_http;
 mod fuzz_api;
+mod openbao;
 mod postgres;
 #[cfg(test)]
 mod tidy;
 
+use openbao::TestOpenBao;
 use postgres::{Durability, TestPostgres};
 
 fn main() -> ExitCode {
@@ -33,9 +40,10 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("fuzz-api") => fuzz_api::fuzz_api(&args[1..]),
+        Some("openbao") => openbao_shell(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring | keyring-pg | http] [ARGS...] | fuzz-api [--max-examples N]>"
+                "usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring | keyring-pg | http] [ARGS...] | fuzz-api [--max-examples N] | openbao>"
             );
             return ExitCode::from(2);
         }
@@ -121,26 +129,59 @@ fn database(durability: Durability) -> Result<(String, Option<TestPostgres>)> {
     }
 }
 
+/// `VAULT_ADDR` and `VAULT_TOKEN` from the environment, or a throwaway
+/// OpenBao dev server started now (stopped when the guard is dropped).
+fn vault() -> Result<(String, String, Option<TestOpenBao>)> {
+    let set = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    match (set("VAULT_ADDR"), set("VAULT_TOKEN")) {
+        (Some(addr), Some(token)) => {
+            eprintln!("xtask: using the Vault/OpenBao server of VAULT_ADDR ({addr})");
+            Ok((addr, token, None))
+        }
+        _ => {
+            eprintln!("xtask: starting a throwaway OpenBao dev server");
+            let server = TestOpenBao::start().map_err(|e| format!("OpenBao: {e}"))?;
+            eprintln!("xtask: OpenBao is up at {}", server.addr());
+            Ok((server.addr().to_owned(), server.token().to_owned(), Some(server)))
+        }
+    }
+}
+
+fn openbao_shell() -> Result {
+    let server = TestOpenBao::start()?;
+    println!("export VAULT_ADDR={} VAULT_TOKEN={}", server.addr(), server.token());
+    eprintln!("xtask: OpenBao runs until stdin closes or a line is read");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    Ok(())
+}
+
 fn test(extra: &[String]) -> Result {
-    // The PostgreSQL tests need a server; `_server` stops it when this
-    // function returns, whether the tests passed or not.
+    // The PostgreSQL and Vault tests need servers; the guards stop them when
+    // this function returns, whether the tests passed or not.
     let (url, _server) = database(Durability::Throwaway)?;
+    let (vault_addr, vault_token, _bao) = vault()?;
+    let with_services = |c: &mut Command| {
+        c.env("DATABASE_URL", &url)
+            .env("VAULT_ADDR", &vault_addr)
+            .env("VAULT_TOKEN", &vault_token);
+    };
     if has("cargo", &["nextest", "--version"]) {
         let mut nextest = cargo();
+        with_services(&mut nextest);
         nextest
-            .env("DATABASE_URL", &url)
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
             .args(extra);
         let tests = run("cargo nextest run", nextest);
         let mut doc = cargo();
-        doc.env("DATABASE_URL", &url).args(["test", "--workspace", "--doc"]);
+        with_services(&mut doc);
+        doc.args(["test", "--workspace", "--doc"]);
         let docs = run("cargo test --doc", doc);
         tests.and(docs)
     } else {
         let mut t = cargo();
-        t.env("DATABASE_URL", &url)
-            .args(["test", "--workspace", "--no-fail-fast"])
-            .args(extra);
+        with_services(&mut t);
+        t.args(["test", "--workspace", "--no-fail-fast"]).args(extra);
         run("cargo test", t)
     }
 }
