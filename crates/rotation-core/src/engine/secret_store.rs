@@ -166,8 +166,10 @@ impl SecretBackend for StoreSecretBackend {
             attributes: attributes.clone(),
         });
         let moves: Vec<(Stage, Option<u32>)> = stages.iter().map(|s| (*s, Some(version))).collect();
-        for changed in apply_update(&mut versions, &moves, &[])? {
-            tx.put_secret_version(&changed).await?;
+        let changed = apply_update(&mut versions, &moves, &[])?;
+        // The new row always; the older ones whose labels moved.
+        for v in versions.iter().filter(|v| v.version == version || changed.contains(v)) {
+            tx.put_secret_version(v).await?;
         }
         tx.commit().await?;
         Ok(version)

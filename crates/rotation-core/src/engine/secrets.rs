@@ -233,14 +233,14 @@ impl Engine {
         tx.put_secret(&secret).await?;
         tx.commit().await?;
         let cas = backend.versions(&secret.path).await?.last().map_or(0, |v| v.version);
-        let version = backend
-            .write(&secret.path, &value, &[Stage::Current], &attributes, Some(cas))
-            .await?;
+        // Written unlabelled, then CURRENT and PREVIOUS move in one atomic
+        // update: readers never see the secret without a CURRENT value.
+        let version = backend.write(&secret.path, &value, &[], &attributes, Some(cas)).await?;
+        let mut moves = vec![(Stage::Current, Some(version))];
         if let Some((old, _)) = &current {
-            backend
-                .update(&secret.path, &[(Stage::Previous, Some(old.version))], &[])
-                .await?;
+            moves.push((Stage::Previous, Some(old.version)));
         }
+        backend.update(&secret.path, &moves, &[]).await?;
         let mut tx = self.store.begin().await?;
         let draft = self.draft(
             event::SECRET_WRITTEN,
