@@ -87,7 +87,10 @@ where
 
 mod audit_query;
 mod keyrings;
+mod secret_backend;
 mod secrets;
+
+pub use secret_backend::secret_backend_suite;
 
 /// Unwraps store results with a message naming the failed operation.
 trait Must<T> {
