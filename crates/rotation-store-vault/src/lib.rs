@@ -7,6 +7,8 @@
 //!   namespace header, timeouts, and retries with backoff for safe calls.
 //! - [`VaultKvBackend`]: the `SecretBackend` port over a KV v2 mount (see
 //!   [`kv`] for the documented layout).
+//! - [`VaultTransitCustody`]: the `KeyCustody` port over a Transit mount
+//!   (see [`transit`] for the key mapping).
 //!
 //! A hand-written client over reqwest rather than a Vault client crate:
 //! the adapters use a dozen endpoints, the client must keep Vault's error
@@ -22,6 +24,8 @@
 
 pub mod client;
 pub mod kv;
+pub mod transit;
 
 pub use client::{Retry, VaultAuth, VaultClient, VaultConfig};
 pub use kv::VaultKvBackend;
+pub use transit::{TRANSIT_CUSTODY, VaultTransitCustody};

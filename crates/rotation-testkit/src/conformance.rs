@@ -86,10 +86,12 @@ where
 }
 
 mod audit_query;
+mod custody;
 mod keyrings;
 mod secret_backend;
 mod secrets;
 
+pub use custody::{Verify, custody_suite};
 pub use secret_backend::secret_backend_suite;
 
 /// Unwraps store results with a message naming the failed operation.
