@@ -8,9 +8,11 @@
 
 mod notify;
 mod resolver;
+mod vault;
 
 pub use notify::notifier_from_env;
 pub use resolver::{AppResolver, KNOWN_TESTS};
+pub use vault::{VaultClient, VaultSettings};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -11,8 +11,9 @@ use rotation_core::time::Clock;
 use rotation_core::{Engine, Result};
 use rotation_crypto::master_key;
 use rotation_crypto::{KekParams, MasterSecret};
+use secrecy::SecretString;
 
-use crate::cli::GlobalArgs;
+use crate::cli::{CustodyArg, GlobalArgs, SecretBackendArg};
 
 pub(crate) use rotation_app::{KEK_META, PASSWORD_ENV, read_key_file};
 /// Where the master key file lives by default for a PostgreSQL store
@@ -105,14 +106,56 @@ impl Context {
     /// non-signing operations work (no master secret needed).
     pub(crate) async fn engine(&self, unlock: bool) -> Result<Engine> {
         let store = self.open_store(false).await?;
-        let params = master_key::current_params(store.as_ref()).await?;
-        let custody: Arc<dyn KeyCustody> = if unlock {
-            let secret = self.master_secret(Some(&params))?;
-            Arc::new(master_key::unlock(store.as_ref(), &secret).await?)
-        } else {
-            Arc::new(LockedCustody)
-        };
-        Ok(self.engine_with(store, custody))
+        let vault = self.vault_client()?;
+        let custody: Arc<dyn KeyCustody> =
+            if let Some(client) = vault.clone().filter(|_| self.global.custody == CustodyArg::Vault) {
+                self.vault_settings().transit_custody(client)?
+            } else if unlock {
+                let params = master_key::current_params(store.as_ref()).await?;
+                let secret = self.master_secret(Some(&params))?;
+                Arc::new(master_key::unlock(store.as_ref(), &secret).await?)
+            } else {
+                Arc::new(LockedCustody)
+            };
+        let engine = self.engine_with(store, custody);
+        Ok(
+            match vault.filter(|_| self.global.secret_backend == SecretBackendArg::Vault) {
+                Some(client) => engine.with_secret_backend(self.vault_settings().kv_backend(client)?),
+                None => engine,
+            },
+        )
+    }
+
+    /// The Vault settings of the global options (`--vault-*`, `VAULT_*`).
+    fn vault_settings(&self) -> rotation_app::VaultSettings {
+        let g = &self.global;
+        let token = g
+            .vault_token
+            .clone()
+            .or_else(|| std::env::var("VAULT_TOKEN").ok())
+            .filter(|t| !t.is_empty());
+        rotation_app::VaultSettings {
+            addr: g.vault_addr.clone(),
+            token: token.map(SecretString::from),
+            role_id: g.vault_role_id.clone().filter(|r| !r.is_empty()),
+            secret_id: g
+                .vault_secret_id
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from),
+            namespace: g.vault_namespace.clone(),
+            kv_mount: g.vault_kv_mount.clone(),
+            kv_prefix: g.vault_kv_prefix.clone(),
+            transit_mount: g.vault_transit_mount.clone(),
+        }
+    }
+
+    /// A Vault client when `--secret-backend vault` or `--custody vault` asks for one.
+    fn vault_client(&self) -> Result<Option<Arc<rotation_app::VaultClient>>> {
+        if self.global.secret_backend == SecretBackendArg::Store && self.global.custody == CustodyArg::Local {
+            return Ok(None);
+        }
+        self.vault_settings().client().map(Some)
     }
 
     /// An engine over explicit adapters.

@@ -38,6 +38,54 @@ pub(crate) struct GlobalArgs {
     /// Seconds a rotation run's lease lasts; after that another process may resume it.
     #[arg(long, global = true, env = "ROTATION_LEASE_SECONDS", default_value_t = 60)]
     pub(crate) lease_seconds: u32,
+    /// Where secret values live: the store's sealed table, or Vault/OpenBao KV v2.
+    #[arg(long, global = true, env = "ROTATION_SECRET_BACKEND", value_enum, default_value_t = SecretBackendArg::Store)]
+    pub(crate) secret_backend: SecretBackendArg,
+    /// Where private keys live: local (sealed under the master key), or Vault/OpenBao Transit.
+    #[arg(long, global = true, env = "ROTATION_CUSTODY", value_enum, default_value_t = CustodyArg::Local)]
+    pub(crate) custody: CustodyArg,
+    /// Vault/OpenBao address, e.g. https://vault.example:8200.
+    #[arg(long, global = true, env = "VAULT_ADDR")]
+    pub(crate) vault_addr: Option<String>,
+    /// Vault token (also read from VAULT_TOKEN).
+    #[arg(long, global = true, env = "ROTATION_VAULT_TOKEN", hide_env_values = true)]
+    pub(crate) vault_token: Option<String>,
+    /// AppRole role id (with --vault-secret-id; used instead of a token).
+    #[arg(long, global = true, env = "ROTATION_VAULT_ROLE_ID")]
+    pub(crate) vault_role_id: Option<String>,
+    /// AppRole secret id.
+    #[arg(long, global = true, env = "ROTATION_VAULT_SECRET_ID", hide_env_values = true)]
+    pub(crate) vault_secret_id: Option<String>,
+    /// Vault namespace (X-Vault-Namespace).
+    #[arg(long, global = true, env = "VAULT_NAMESPACE")]
+    pub(crate) vault_namespace: Option<String>,
+    /// KV v2 mount holding secret values.
+    #[arg(long, global = true, env = "ROTATION_VAULT_KV_MOUNT", default_value = "secret")]
+    pub(crate) vault_kv_mount: String,
+    /// Prefix of every secret path in the KV mount (values at <mount>/data/<prefix>/<path>, field `value`).
+    #[arg(long, global = true, env = "ROTATION_VAULT_KV_PREFIX", default_value = "rotation")]
+    pub(crate) vault_kv_prefix: String,
+    /// Transit mount holding signing keys and the data-key wrapping key.
+    #[arg(long, global = true, env = "ROTATION_VAULT_TRANSIT_MOUNT", default_value = "transit")]
+    pub(crate) vault_transit_mount: String,
+}
+
+/// `--secret-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SecretBackendArg {
+    /// The store's own sealed table.
+    Store,
+    /// Vault/OpenBao KV v2.
+    Vault,
+}
+
+/// `--custody`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CustodyArg {
+    /// Keys sealed under the master key in the store.
+    Local,
+    /// Vault/OpenBao Transit.
+    Vault,
 }
 
 /// Output format.

@@ -10,3 +10,4 @@ mod master_key;
 mod postgres;
 mod secrets;
 mod support;
+mod vault;
