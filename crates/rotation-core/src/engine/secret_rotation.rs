@@ -302,22 +302,26 @@ impl Engine {
         })
     }
 
-    /// Runs a target step and returns its audit record (redacted).
-    async fn run_step(&self, live: &Live, step: Step) -> Result<(StepOutput, AuditDraft)> {
+    /// Runs a target step; its audit record (redacted) joins `drafts` (see
+    /// [`Engine::step_record`]).
+    async fn run_step(&self, live: &Live, step: Step, drafts: &mut Vec<AuditDraft>) -> Result<StepOutput> {
         let ctx = self.step_context(live, step).await?;
         let result = live.target.run(&ctx).await;
-        self.step_record(live, &ctx, step.as_str(), result).await
+        self.step_record(live, &ctx, step.as_str(), result, drafts).await
     }
 
-    /// Turns a step's result into an audit record; a failure is recorded
-    /// (committed on its own) and returned as the error.
+    /// Turns a step's result into an audit record: a success joins
+    /// `drafts` (committed with the next state); a failure is committed at
+    /// once together with `drafts`, so the steps that succeeded before it in
+    /// the same state stay in the history, and is returned as the error.
     async fn step_record(
         &self,
         live: &Live,
         ctx: &StepContext,
         name: &str,
         result: Result<StepOutput>,
-    ) -> Result<(StepOutput, AuditDraft)> {
+        drafts: &mut Vec<AuditDraft>,
+    ) -> Result<StepOutput> {
         let values = ctx.values();
         match result {
             Ok(out) => {
@@ -327,7 +331,8 @@ impl Engine {
                     Some(live.run.rotation_id),
                     json!({"step": name, "ok": true, "log": redact(&out.log, &values)}),
                 );
-                Ok((out, draft))
+                drafts.push(draft);
+                Ok(out)
             }
             Err(mut e) => {
                 e.message = redact(&e.message, &values);
@@ -337,9 +342,11 @@ impl Engine {
                     Some(live.run.rotation_id),
                     json!({"step": name, "ok": false, "log": e.message, "reason": e.reason.as_str()}),
                 );
+                let mut records = std::mem::take(drafts);
+                records.push(draft);
                 let now = self.now();
                 let mut tx = self.store.begin().await?;
-                self.append_audit(tx.as_mut(), now, vec![draft]).await?;
+                self.append_audit(tx.as_mut(), now, records).await?;
                 tx.commit().await?;
                 Err(e)
             }
@@ -373,8 +380,7 @@ impl Engine {
                         ));
                     }
                     None => {
-                        let (out, draft) = self.run_step(live, Step::Create).await?;
-                        drafts.push(draft);
+                        let out = self.run_step(live, Step::Create, &mut drafts).await?;
                         match out.value {
                             Some(v) => (v, out.attributes),
                             None => {
@@ -406,8 +412,7 @@ impl Engine {
             }
         };
         live.run.new_version = Some(new_version);
-        let (_, draft) = self.run_step(live, Step::Set).await?;
-        drafts.push(draft);
+        self.run_step(live, Step::Set, &mut drafts).await?;
         if live.plan.strategy == Strategy::Immediate {
             let mut moves = vec![(Stage::Current, Some(new_version)), (Stage::Pending, None)];
             if let Some(old) = live.run.old_version {
@@ -439,8 +444,7 @@ impl Engine {
     /// `verifying`: the target's own test, then every named test.
     async fn secret_verify(&self, live: &mut Live) -> Result<()> {
         let mut drafts = Vec::new();
-        let (_, draft) = self.run_step(live, Step::Test).await?;
-        drafts.push(draft);
+        self.run_step(live, Step::Test, &mut drafts).await?;
         for name in live.plan.tests.clone() {
             let verifier = self.resolver.verifier(&name)?;
             let ctx = self.step_context(live, Step::Test).await?;
@@ -451,8 +455,8 @@ impl Engine {
                     Error::new(Reason::VerificationFailed, format!("test {name}: {}", e.message))
                 }
             });
-            let (_, draft) = self.step_record(live, &ctx, &format!("test:{name}"), result).await?;
-            drafts.push(draft);
+            self.step_record(live, &ctx, &format!("test:{name}"), result, &mut drafts)
+                .await?;
         }
         self.commit_state(&mut live.run, RunState::Promoting, drafts).await
     }
@@ -481,7 +485,8 @@ impl Engine {
 
     /// `finishing`: the target's `finish`, then completed (with notifications).
     async fn secret_finish(&self, live: &mut Live) -> Result<()> {
-        let (_, draft) = self.run_step(live, Step::Finish).await?;
+        let mut drafts = Vec::new();
+        self.run_step(live, Step::Finish, &mut drafts).await?;
         let now = self.now();
         let mut tx = self.store.begin().await?;
         self.hold_lease(tx.as_mut(), &mut live.run, now).await?;
@@ -505,7 +510,8 @@ impl Engine {
             Some(live.run.rotation_id),
             details.clone(),
         );
-        self.append_audit(tx.as_mut(), now, vec![draft, completed]).await?;
+        drafts.push(completed);
+        self.append_audit(tx.as_mut(), now, drafts).await?;
         self.enqueue_notifications(tx.as_mut(), &live.plan.notify, "rotated", &live.run, details, now)
             .await?;
         tx.commit().await?;
@@ -519,8 +525,7 @@ impl Engine {
         let backend = self.secret_backend();
         let mut drafts = Vec::new();
         if live.run.new_version.is_some() {
-            let (_, draft) = self.run_step(live, Step::Rollback).await?;
-            drafts.push(draft);
+            self.run_step(live, Step::Rollback, &mut drafts).await?;
             let mut moves = vec![(Stage::Pending, None)];
             if live.plan.strategy == Strategy::Immediate
                 && let Some(old) = live.run.old_version
