@@ -6,7 +6,9 @@
 //! they never pass by skipping. Every test works under a fresh random KV
 //! prefix (and transit key names), so they run in parallel on one server.
 
+mod auth;
 mod conformance;
+mod faults;
 mod kv;
 mod support;
 mod transit;
