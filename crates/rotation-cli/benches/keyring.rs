@@ -29,19 +29,6 @@ fn main() {
     runtime.block_on(run(n, batch));
 }
 
-/// Peak resident set size of this process, from /proc (Linux).
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 async fn run(n: usize, batch: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, bench_db) = common::open_store(dir.path()).await;
@@ -72,7 +59,7 @@ async fn run(n: usize, batch: usize) {
         next = end;
     }
     let import_secs = started.elapsed().as_secs_f64();
-    let rss_after_import = peak_rss_mib();
+    let rss_after_import = common::peak_rss_mib();
 
     let started = Instant::now();
     engine.rotate_keyring(&name, false, None).await.expect("rotate");
@@ -97,7 +84,7 @@ async fn run(n: usize, batch: usize) {
     println!(
         "peak RSS: {:.1} MiB after import, {:.1} MiB at the end",
         rss_after_import,
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
     if let Some(db) = bench_db {
         db.drop_now().await;

@@ -31,18 +31,6 @@ fn main() {
     runtime.block_on(run(n, concurrency));
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 async fn run(n: usize, concurrency: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, bench_db) = common::open_store(dir.path()).await;
@@ -123,7 +111,7 @@ async fn run(n: usize, concurrency: usize) {
         pct(0.50).as_secs_f64() * 1000.0,
         pct(0.99).as_secs_f64() * 1000.0
     );
-    println!("rss:     peak {:.0} MiB", peak_rss_mib());
+    println!("rss:     peak {:.0} MiB", common::peak_rss_mib());
     if let Some(db) = bench_db {
         db.drop_now().await;
     }

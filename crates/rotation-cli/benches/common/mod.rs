@@ -88,3 +88,17 @@ impl BenchDb {
         }
     }
 }
+
+/// Peak resident set size of this process, from /proc (Linux).
+#[allow(dead_code, reason = "used by some of the benchmarks that compile this module")]
+pub(crate) fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
