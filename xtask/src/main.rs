@@ -12,7 +12,9 @@
 //! - `cargo xtask bench [NAME] [ARGS...]`: the benchmarks recorded in
 //!   `docs/BENCHMARKS.md` (`resign` on SQLite, `resign-pg` on PostgreSQL:
 //!   `DATABASE_URL`, or a throwaway server with durable settings; `http`:
-//!   the server's API under `wrk`, see [`bench_http`]).
+//!   the server's API under `wrk`, see [`bench_http`]; `vault`: KV v2
+//!   secret rotations and transit re-signing against `VAULT_ADDR` or a
+//!   throwaway OpenBao).
 //! - `cargo xtask openbao`: starts the throwaway OpenBao dev server of
 //!   `cargo xtask test`, prints `export VAULT_ADDR=... VAULT_TOKEN=...` for
 //!   running focused tests by hand, and stops it when stdin closes or a line is read.
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
         Some("openbao") => openbao_shell(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring | keyring-pg | http] [ARGS...] | fuzz-api [--max-examples N] | openbao>"
+                "usage: cargo xtask <ci | test [ARGS...] | bench [resign | resign-pg | keyring | keyring-pg | http | vault] [ARGS...] | fuzz-api [--max-examples N] | openbao>"
             );
             return ExitCode::from(2);
         }
@@ -206,6 +208,16 @@ fn bench(args: &[String]) -> Result {
         }
         "http" => bench_http::bench_http(rest),
         "keyring" => run("bench keyring (SQLite)", bench("keyring")),
+        "vault" => {
+            // VAULT_ADDR/VAULT_TOKEN, or a throwaway OpenBao dev server.
+            let (addr, token, _bao) = vault()?;
+            let mut b = cargo();
+            b.env("VAULT_ADDR", &addr)
+                .env("VAULT_TOKEN", &token)
+                .args(["bench", "-p", "rotation-store-vault", "--bench", "vault", "--"])
+                .args(rest);
+            run("bench vault (OpenBao: KV v2 secrets, transit re-signing)", b)
+        }
         "keyring-pg" => {
             let (url, _server) = database(Durability::Durable)?;
             let mut b = bench("keyring");
@@ -213,7 +225,7 @@ fn bench(args: &[String]) -> Result {
             run("bench keyring (PostgreSQL)", b)
         }
         other => Err(format!(
-            "unknown benchmark {other:?}; available: resign, resign-pg, keyring, keyring-pg, http"
+            "unknown benchmark {other:?}; available: resign, resign-pg, keyring, keyring-pg, http, vault"
         )),
     }
 }
