@@ -279,3 +279,85 @@ async fn a_token_without_permission_is_forbidden() {
     .unwrap_err();
     assert_eq!(err.reason, Reason::Forbidden, "{err}");
 }
+
+/// A target whose `create` step lets another writer add a version first.
+struct SecondWriterAtCreate(VaultKvBackend);
+
+#[async_trait]
+impl CredentialTarget for SecondWriterAtCreate {
+    fn describe(&self, _: &Secret) -> String {
+        "another writer races the rotation".into()
+    }
+    async fn run(&self, ctx: &StepContext) -> Result<StepOutput> {
+        if ctx.step == rotation_core::ports::Step::Create {
+            let latest = self.0.versions(&ctx.secret.path).await?.last().map_or(0, |v| v.version);
+            self.0
+                .write(
+                    &ctx.secret.path,
+                    &SecretValue::new("from another writer"),
+                    &[],
+                    &BTreeMap::new(),
+                    Some(latest),
+                )
+                .await?;
+        }
+        Ok(StepOutput::default())
+    }
+}
+
+struct RaceResolver(Arc<SecondWriterAtCreate>);
+
+impl TargetResolver for RaceResolver {
+    fn target(&self, _: &Secret) -> Result<Arc<dyn CredentialTarget>> {
+        Ok(self.0.clone())
+    }
+    fn verifier(&self, name: &str) -> Result<Arc<dyn Verifier>> {
+        StoreOnlyResolver.verifier(name)
+    }
+}
+
+#[tokio::test]
+async fn a_second_writer_during_a_rotation_gives_concurrent_rotation() {
+    let prefix = format!("tests/{}", fresh("race"));
+    let ours: Arc<dyn SecretBackend> = Arc::new(VaultKvBackend::new(root_client(), "secret", &prefix).unwrap());
+    let theirs = VaultKvBackend::new(root_client(), "secret", &prefix).unwrap();
+    let (base, _, _) = local_engine();
+    let engine = base
+        .with_secret_backend(ours.clone())
+        .with_resolver(Arc::new(RaceResolver(Arc::new(SecondWriterAtCreate(theirs)))));
+    engine
+        .put_secret(PutSecret {
+            path: "svc/raced".into(),
+            secret_type: Some(SecretType::Password),
+            value: Some(SecretValue::new("v1")),
+            ..PutSecret::default()
+        })
+        .await
+        .unwrap();
+    let err = engine
+        .rotate_secret(SecretRotateRequest {
+            path: "svc/raced".into(),
+            ..SecretRotateRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::ConcurrentRotation, "{err}");
+    let versions = ours.versions("svc/raced").await.unwrap();
+    assert_eq!(
+        versions.len(),
+        2,
+        "the other writer's version stands, ours was not written: {versions:?}"
+    );
+    let (_, value) = ours
+        .read("svc/raced", VersionSelector::Version(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(value.expose(), "from another writer");
+    let (current, _) = ours
+        .read("svc/raced", VersionSelector::Stage(Stage::Current))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current.version, 1, "CURRENT untouched");
+}
