@@ -231,3 +231,90 @@ async fn concurrent_label_updates_from_two_clients_are_both_applied() {
     assert_eq!(applied + failures.len(), 10, "{versions:?} {failures:?}");
     assert!(versions[0].has(Stage::Current));
 }
+
+#[tokio::test]
+async fn the_namespace_header_selects_an_openbao_namespace() {
+    let root = crate::support::root_client();
+    let ns = crate::support::fresh("ns");
+    root.write(
+        &format!("sys/namespaces/{ns}"),
+        &serde_json::json!({}),
+        rotation_store_vault::Retry::Safe,
+    )
+    .await
+    .unwrap();
+    let (addr, token) = server();
+    let mut config = VaultConfig::new(addr, VaultAuth::Token(SecretString::from(token)));
+    config.namespace = Some(ns.clone());
+    let in_ns = Arc::new(VaultClient::new(config).unwrap());
+    in_ns
+        .write(
+            "sys/mounts/secret",
+            &serde_json::json!({"type": "kv", "options": {"version": "2"}}),
+            rotation_store_vault::Retry::Safe,
+        )
+        .await
+        .unwrap();
+    let b = VaultKvBackend::new(in_ns, "secret", "p").unwrap();
+    b.write(
+        "only-here",
+        &SecretValue::new("v"),
+        &[Stage::Current],
+        &BTreeMap::new(),
+        Some(0),
+    )
+    .await
+    .unwrap();
+    let (status, _) = plain_get(&format!("{ns}/secret/data/p/only-here")).await;
+    assert_eq!(status, 200, "the value lives in the namespace");
+    let (status, _) = plain_get("secret/data/p/only-here").await;
+    assert_eq!(status, 404, "not in the root namespace");
+}
+
+/// A one-shot HTTP server answering every connection with `response`
+/// (or, with `None`, never answering).
+async fn fake_server(response: Option<&'static str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            match response {
+                Some(r) => {
+                    let _ = s.write_all(r.as_bytes()).await;
+                }
+                None => held.push(s),
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_sealed_server_and_a_silent_one_are_backend_unavailable() {
+    let sealed = fake_server(Some(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 30\r\nConnection: close\r\n\r\n{\"errors\":[\"Vault is sealed\"]}",
+    ))
+    .await;
+    let mut config = VaultConfig::new(sealed, VaultAuth::Token(SecretString::from("t")));
+    config.retries = 1;
+    let b = VaultKvBackend::new(Arc::new(VaultClient::new(config).unwrap()), "secret", "p").unwrap();
+    let err = b.versions("x").await.unwrap_err();
+    assert_eq!(err.reason, Reason::BackendUnavailable, "{err}");
+    assert!(
+        err.message.contains("Vault is sealed"),
+        "Vault's message is kept: {err}"
+    );
+
+    let silent = fake_server(None).await;
+    let mut config = VaultConfig::new(silent, VaultAuth::Token(SecretString::from("t")));
+    config.retries = 0;
+    config.timeout = std::time::Duration::from_millis(300);
+    let b = VaultKvBackend::new(Arc::new(VaultClient::new(config).unwrap()), "secret", "p").unwrap();
+    let err = b.versions("x").await.unwrap_err();
+    assert_eq!(err.reason, Reason::BackendUnavailable, "{err}");
+    assert!(err.message.contains("timed out"), "{err}");
+}
