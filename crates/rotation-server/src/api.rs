@@ -17,7 +17,7 @@ use rotation_core::engine::{
     IssueRequest, KeyringRotateRequest, MigrateOptions, NewAuthority, RevokeOptions, RotateRequest,
 };
 use rotation_core::ids::{AgentId, AuthorityId, KeyId, KeyringName, RotationId, Target, ValueId};
-use rotation_core::policy::{Policy, Trigger};
+use rotation_core::policy::{Policy, PolicySpec, Procedure, Trigger, invalid_field, parse_duration};
 use rotation_core::ports::RecordQuery;
 use rotation_core::{Engine, Error, Reason};
 use serde::de::DeserializeOwned;
@@ -32,6 +32,7 @@ use crate::AppState;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics;
+use crate::secrets;
 use crate::views::{AuthorityView, KeyView, KeyringView, RecordView, ValueView, VersionView};
 
 /// Longest `Cache-Control: max-age` of a JWKS, in seconds.
@@ -66,6 +67,18 @@ pub(crate) fn router(state: AppState, body_limit: usize, timeout: Duration) -> R
         )
         .route("/schedules", get(list_schedules).post(add_schedule))
         .route("/schedules/run-due", post(run_due))
+        .route("/schedules/plan", get(schedule_plan))
+        .route("/schedules/{id}/resume", post(resume_schedule))
+        .route("/secrets", get(secrets::list_secrets))
+        .route(
+            "/secrets/{*path}",
+            get(secrets::get_dispatch)
+                .put(secrets::put_secret)
+                .post(secrets::post_dispatch),
+        )
+        .route("/stats", get(secrets::stats))
+        .route("/stats/reset", post(secrets::reset_stats))
+        .route("/outbox", get(secrets::outbox))
         .route("/audit", get(audit_list))
         .route("/audit/verify", get(audit_verify))
         .route("/report", get(report))
@@ -163,7 +176,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 /// Runs engine work in its own task: a dropped request (client gone,
 /// timeout) does not cancel it halfway.
-async fn detached<T, F>(work: F) -> ApiResult<T>
+pub(crate) async fn detached<T, F>(work: F) -> ApiResult<T>
 where
     T: Send + 'static,
     F: Future<Output = rotation_core::Result<T>> + Send + 'static,
@@ -174,11 +187,11 @@ where
         .map_err(ApiError::from)
 }
 
-fn engine(state: &AppState, caller: &Caller) -> Engine {
+pub(crate) fn engine(state: &AppState, caller: &Caller) -> Engine {
     state.engine(caller.actor())
 }
 
-fn created<T: Serialize>(value: T) -> Response {
+pub(crate) fn created<T: Serialize>(value: T) -> Response {
     (StatusCode::CREATED, Json(value)).into_response()
 }
 
@@ -682,6 +695,7 @@ async fn show_policy(State(state): State<AppState>, caller: Caller, Path(name): 
     Ok(Json(engine(&state, &caller).policy(&name).await?).into_response())
 }
 
+/// The engine's form of a policy: a `trigger` as in `GET /v1/policies/{name}`.
 #[derive(Deserialize, utoipa::ToSchema)]
 struct PolicyBody {
     #[schema(value_type = Object)]
@@ -690,27 +704,93 @@ struct PolicyBody {
     migrate: bool,
     #[serde(default)]
     retire_old: bool,
+    /// How rotations under the policy run (strategy, generator, verification, retries, notifications), as stored.
+    #[schema(value_type = Option<Object>)]
+    procedure: Option<Procedure>,
 }
 
-#[utoipa::path(put, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), request_body(content = PolicyBody, content_type = "application/json"), responses((status = 200, description = "The stored policy", body = crate::openapi::JsonObject)))]
+/// A policy body: the operator's form, `{interval_days?, max_age_days?,
+/// max_uses?, cron?, timezone?, monthly?, all?, window?, rotation_type?,
+/// strategy?, generator?, verify?, require_verification?, no_rollback?,
+/// max_retries?, retry_backoff_seconds?, grace_period_hours?, notify?,
+/// notify_on_failure?, notify_before?, active?, migrate?, retire_old?,
+/// auto_revoke?}` (the flags of `rotation policy set`, checked field by
+/// field, unknown fields refused: `invalid_policy` naming the field); or,
+/// when it has a `trigger`, the engine's form `{trigger, migrate?,
+/// retire_old?, procedure?}` as `GET /v1/policies/{name}` shows it.
+pub(crate) struct PolicyInput;
+
+impl utoipa::PartialSchema for PolicyInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Object)
+            .description(Some(
+                "The operator's form {interval_days?, max_age_days?, max_uses?, cron?, timezone?, monthly?, all?, \
+                 window?, rotation_type?, strategy?, generator?, verify?, require_verification?, no_rollback?, \
+                 max_retries?, retry_backoff_seconds?, grace_period_hours?, notify?, notify_on_failure?, \
+                 notify_before?, active?, migrate?, retire_old?, auto_revoke?} (unknown fields refused; errors are \
+                 invalid_policy naming the field), or, with a `trigger`, the engine's form {trigger, migrate?, \
+                 retire_old?, procedure?}.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PolicyInput {}
+
+/// The operator's form into a policy; every error is `invalid_policy`
+/// naming the field.
+fn policy_from_spec(name: &str, body: serde_json::Value, now: rotation_core::time::Timestamp) -> ApiResult<Policy> {
+    let serde_json::Value::Object(fields) = body else {
+        return Err(Error::new(Reason::InvalidPolicy, "a policy body is a JSON object").into());
+    };
+    let spec: PolicySpec = match serde_json::from_value(serde_json::Value::Object(fields.clone())) {
+        Ok(spec) => spec,
+        Err(e) => {
+            // Find the field serde refused, one at a time, so the error names it.
+            for (field, value) in &fields {
+                let mut one = serde_json::Map::new();
+                one.insert(field.clone(), value.clone());
+                if let Err(e) = serde_json::from_value::<PolicySpec>(serde_json::Value::Object(one)) {
+                    let message = e.to_string();
+                    let message = if message.starts_with("unknown field") {
+                        "is not a policy field".to_owned()
+                    } else {
+                        message
+                    };
+                    return Err(invalid_field(field, message).into());
+                }
+            }
+            return Err(Error::new(Reason::InvalidPolicy, format!("invalid policy: {e}")).into());
+        }
+    };
+    Ok(spec.into_policy(name, now)?)
+}
+
+#[utoipa::path(put, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), request_body(content = PolicyInput, content_type = "application/json"), responses((status = 200, description = "The stored policy", body = crate::openapi::JsonObject)))]
 async fn set_policy(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<PolicyBody>,
+    JsonBody(body): JsonBody<serde_json::Value>,
 ) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
     let engine = engine(&state, &caller);
-    let policy = engine
-        .set_policy(Policy {
+    let policy = if body.get("trigger").is_some() {
+        let body: PolicyBody =
+            serde_json::from_value(body).map_err(|e| Error::invalid_input(format!("invalid JSON body: {e}")))?;
+        Policy {
             name,
             trigger: body.trigger,
             migrate: body.migrate,
             retire_old: body.retire_old,
             updated_at: engine.now(),
-            procedure: Default::default(),
-        })
-        .await?;
+            procedure: body.procedure.unwrap_or_default(),
+        }
+    } else {
+        policy_from_spec(&name, body, engine.now())?
+    };
+    let policy = engine.set_policy(policy).await?;
     Ok(Json(policy).into_response())
 }
 
@@ -740,8 +820,13 @@ async fn list_schedules(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct AddSchedule {
+    /// `authority:ID`, `keyring:NAME` or `secret:PATH`.
     target: String,
     policy: String,
+    /// Shift of every occurrence, as a duration (`15m`, `1h`, `2d`); or `offset_seconds`.
+    offset: Option<String>,
+    /// Shift of every occurrence in seconds; or `offset`.
+    offset_seconds: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules", request_body(content = AddSchedule, content_type = "application/json"), responses((status = 201, description = "The schedule", body = crate::openapi::JsonObject)))]
@@ -752,18 +837,65 @@ async fn add_schedule(
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
     let target: Target = body.target.parse()?;
+    let offset_seconds = match (&body.offset, body.offset_seconds) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid_input("give at most one of offset and offset_seconds").into());
+        }
+        (Some(o), None) => parse_duration("offset", o)
+            .map_err(|e| Error::invalid_input(e.message))?
+            .num_seconds(),
+        (None, Some(s)) => s,
+        (None, None) => 0,
+    };
     let schedule = engine(&state, &caller)
-        .add_policy_schedule(target, &body.policy, 0)
+        .add_policy_schedule(target, &body.policy, offset_seconds)
         .await?;
     Ok(created(schedule))
+}
+
+#[utoipa::path(post, path = "/v1/schedules/{id}/resume", tag = "schedules", params(("id" = String, Path, description = "Schedule id")), responses((status = 200, description = "The schedule, back in service and due now", body = crate::openapi::JsonObject)))]
+/// Puts an orphaned or failed schedule back in service (an active or
+/// completed one is `invalid_input`).
+async fn resume_schedule(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let id: RotationId = id.parse().map_err(|_| {
+        Error::invalid_input(format!(
+            "schedule id {:?} is not a UUID",
+            id.chars().take(64).collect::<String>()
+        ))
+    })?;
+    Ok(Json(engine(&state, &caller).resume_schedule(id).await?).into_response())
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PlanQuery {
+    /// How far ahead, as a duration (`30d` by default, at most 3660 days).
+    within: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/schedules/plan", tag = "schedules", params(PlanQuery), responses((status = 200, description = "What would rotate, when, how and what it touches (changes nothing)", body = Vec<crate::openapi::JsonObject>)))]
+async fn schedule_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<PlanQuery>,
+) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    let within =
+        parse_duration("within", q.within.as_deref().unwrap_or("30d")).map_err(|e| Error::invalid_input(e.message))?;
+    Ok(Json(engine(&state, &caller).schedule_plan(within).await?).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/schedules/run-due", tag = "schedules", responses((status = 200, description = "Outcomes of the due runs", body = Vec<crate::openapi::JsonObject>)))]
 async fn run_due(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
     let engine = engine(&state, &caller);
-    let outcomes = detached(async move { engine.process_scheduled_rotations().await }).await?;
+    let e = engine.clone();
+    let outcomes = detached(async move { e.process_scheduled_rotations().await }).await?;
     metrics::record_outcomes(&outcomes);
+    // Deliver what these runs queued, as `rotation schedule run-due` does
+    // (in the background: the client does not wait for receivers).
+    tokio::spawn(async move { crate::worker::dispatch(&engine).await });
     Ok(Json(outcomes).into_response())
 }
 

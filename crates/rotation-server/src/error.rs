@@ -11,7 +11,11 @@ use serde::Serialize;
 pub fn status_for(reason: Reason) -> StatusCode {
     match reason {
         Reason::NotFound => StatusCode::NOT_FOUND,
-        Reason::ConcurrentRotation | Reason::AlreadyExists => StatusCode::CONFLICT,
+        // A new credential its verification refused (and the rotation
+        // rolled back) is the target's state answering, not a server fault.
+        Reason::ConcurrentRotation | Reason::AlreadyExists | Reason::VerificationFailed | Reason::RolledBack => {
+            StatusCode::CONFLICT
+        }
         Reason::InvalidInput
         | Reason::InvalidPolicy
         | Reason::InvalidScheduleTime
@@ -99,6 +103,8 @@ mod tests {
         assert_eq!(status_for(Reason::NotFound), StatusCode::NOT_FOUND);
         assert_eq!(status_for(Reason::ConcurrentRotation), StatusCode::CONFLICT);
         assert_eq!(status_for(Reason::AlreadyExists), StatusCode::CONFLICT);
+        assert_eq!(status_for(Reason::VerificationFailed), StatusCode::CONFLICT);
+        assert_eq!(status_for(Reason::RolledBack), StatusCode::CONFLICT);
         assert_eq!(status_for(Reason::InvalidPolicy), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
             status_for(Reason::GracePeriodNotExpired),

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod error;
 mod metrics;
 mod openapi;
+mod secrets;
 mod views;
 mod worker;
 
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rotation_app::Identity;
-use rotation_core::ports::{CryptoProvider, KeyCustody, StateStore};
+use rotation_core::ports::{CryptoProvider, KeyCustody, Notifier, StateStore};
 use rotation_core::time::Clock;
 use rotation_core::{Engine, Result};
 use rotation_crypto::{MasterSecret, RingCrypto};
@@ -52,6 +53,10 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// The clock (the system clock outside tests).
     pub clock: Arc<dyn Clock>,
+    /// Where the outbox's notifications go; `None` builds the channels
+    /// from the environment at start (`rotation_app::notifier_from_env`:
+    /// `ROTATION_NOTIFY_CONFIG`, `ROTATION_WEBHOOK_SECRET`, `ROTATION_SMTP_*`).
+    pub notifier: Option<Arc<dyn Notifier>>,
 }
 
 impl ServerConfig {
@@ -67,6 +72,7 @@ impl ServerConfig {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             clock: Arc::new(rotation_core::time::SystemClock),
+            notifier: None,
         }
     }
 }
@@ -80,6 +86,7 @@ pub(crate) struct AppState {
     tokens: Tokens,
     owner: String,
     lease: chrono::TimeDelta,
+    notifier: Arc<dyn Notifier>,
 }
 
 impl AppState {
@@ -95,6 +102,7 @@ impl AppState {
                 lease: self.lease,
             },
         )
+        .with_notifier(self.notifier.clone())
     }
 }
 
@@ -150,14 +158,25 @@ impl ShutdownHandle {
 }
 
 /// Opens the store, unlocks the custody (a wrong master secret fails
-/// here, before anything listens), and serves on `listener` with the
+/// here, before anything listens), builds the notification channels (a
+/// configuration error fails here too), and serves on `listener` with the
 /// scheduler worker running beside the HTTP server.
 pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<RunningServer> {
     let store = rotation_app::open_store(&config.store, false).await?;
     let custody: Arc<dyn KeyCustody> =
         Arc::new(rotation_crypto::master_key::unlock(store.as_ref(), &config.master_secret).await?);
     let crypto: Arc<dyn CryptoProvider> = Arc::new(RingCrypto::new());
+    let notifier = match config.notifier {
+        Some(n) => n,
+        None => rotation_app::notifier_from_env(crypto.clone()).map_err(|e| {
+            rotation_core::Error::new(
+                e.reason,
+                format!("invalid notification settings (ROTATION_NOTIFY_CONFIG, ROTATION_WEBHOOK_SECRET, ROTATION_SMTP_*): {}", e.message),
+            )
+        })?,
+    };
     let state = AppState {
+        notifier,
         tokens: Tokens::new(store.clone(), crypto, config.clock.clone()),
         store,
         custody,

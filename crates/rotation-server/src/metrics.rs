@@ -4,8 +4,11 @@
 //!   (`authority`, `keyring`) and outcome (`completed`, `failed`,
 //!   `conflict`, `deferred`, `skipped`), from the API and the worker.
 //! - `rotation_rotation_duration_seconds{kind}`: histogram of their durations.
-//! - `rotation_active_runs`, `rotation_keys_in_grace`, `rotation_due_schedules`:
-//!   gauges read from the store at each scrape.
+//! - `rotation_notifications_total{outcome}`: outbox deliveries
+//!   (`delivered`, `retrying`) by the worker and the API.
+//! - `rotation_active_runs`, `rotation_keys_in_grace`, `rotation_due_schedules`,
+//!   `rotation_outbox_pending`, `rotation_orphaned_schedules`: gauges read
+//!   from the store at each scrape.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -13,10 +16,14 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rotation_core::Engine;
 use rotation_core::authority::EffectiveKeyState;
-use rotation_core::engine::ScheduledOutcome;
+use rotation_core::engine::{DispatchReport, ScheduledOutcome};
+use rotation_core::schedule::ScheduleState;
 use rotation_core::{Reason, Result};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Most pending outbox messages counted by the gauge (it saturates there).
+const OUTBOX_GAUGE_LIMIT: usize = 100_000;
 
 const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -53,6 +60,15 @@ fn describe() {
     metrics::describe_gauge!("rotation_active_runs", "Rotation runs not yet terminal.");
     metrics::describe_gauge!("rotation_keys_in_grace", "Signing keys in their grace period.");
     metrics::describe_gauge!("rotation_due_schedules", "Pending schedules whose time has come.");
+    metrics::describe_counter!(
+        "rotation_notifications_total",
+        "Outbox delivery attempts by outcome (delivered, retrying)."
+    );
+    metrics::describe_gauge!("rotation_outbox_pending", "Notifications not yet delivered.");
+    metrics::describe_gauge!(
+        "rotation_orphaned_schedules",
+        "Schedules orphaned after their retries ran out (until `schedule resume`)."
+    );
     metrics::describe_gauge!(
         "rotation_overdue_targets",
         "Targets whose credential is older than its rotation period or policy allows (as in `rotation report`)."
@@ -108,6 +124,12 @@ pub(crate) fn record_outcomes(outcomes: &[ScheduledOutcome]) {
     }
 }
 
+/// Records what an outbox dispatch did.
+pub(crate) fn record_dispatch(report: &DispatchReport) {
+    metrics::counter!("rotation_notifications_total", "outcome" => "delivered").increment(report.delivered);
+    metrics::counter!("rotation_notifications_total", "outcome" => "retrying").increment(report.retrying);
+}
+
 /// Sets the gauges from the store; a failure is logged and leaves them as they were.
 pub(crate) async fn refresh_gauges(engine: &Engine) {
     if let Err(e) = try_refresh(engine).await {
@@ -128,15 +150,18 @@ async fn try_refresh(engine: &Engine) -> Result<()> {
             .filter(|k| matches!(k.effective_state(now), EffectiveKeyState::Grace))
             .count();
     }
-    let due = store
-        .list_schedules(None, true)
-        .await?
+    let schedules = store.list_schedules(None, false).await?;
+    let due = schedules
         .iter()
-        .filter(|s| s.due_at <= now)
+        .filter(|s| s.state == ScheduleState::Scheduled && s.due_at <= now)
         .count();
+    let orphaned = schedules.iter().filter(|s| s.state == ScheduleState::Orphaned).count();
+    let outbox_pending = engine.list_outbox(true, OUTBOX_GAUGE_LIMIT).await?.len();
     metrics::gauge!("rotation_active_runs").set(active as f64);
     metrics::gauge!("rotation_keys_in_grace").set(in_grace as f64);
     metrics::gauge!("rotation_due_schedules").set(due as f64);
+    metrics::gauge!("rotation_orphaned_schedules").set(orphaned as f64);
+    metrics::gauge!("rotation_outbox_pending").set(outbox_pending as f64);
     // The compliance report's figures (`rotation report`).
     let report = engine.compliance_report().await?;
     let sum = |f: fn(&rotation_core::engine::ComplianceItem) -> usize| report.items.iter().map(f).sum::<usize>() as f64;

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{RefOr, ResponseBuilder};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-use crate::api;
+use crate::{api, secrets};
 
 /// Every reason an error body may carry, in the order of [`Reason`].
 const REASONS: &[Reason] = &[
@@ -76,13 +76,16 @@ impl ToSchema for ErrorBody {}
         api::list_keyrings, api::create_keyring, api::keyring_info, api::rotate_keyring,
         api::migrate_keyring, api::keyring_report, api::encrypt_value, api::decrypt_value,
         api::list_policies, api::show_policy, api::set_policy, api::remove_policy,
-        api::list_schedules, api::add_schedule, api::run_due,
+        api::list_schedules, api::add_schedule, api::run_due, api::schedule_plan, api::resume_schedule,
+        secrets::list_secrets, secrets::put_secret, secrets::read_secret, secrets::secret_history,
+        secrets::secret_status, secrets::rotate_secret, secrets::validate_secret,
+        secrets::stats, secrets::reset_stats, secrets::outbox,
         api::audit_list, api::audit_verify, api::report,
         api::create_token, api::list_tokens, api::revoke_token
     ),
     components(schemas(ErrorBody, JsonObject)),
     modifiers(&Common),
-    info(title = "rotation-server", description = "Credential rotation: authorities, trust chains, keyrings, policies, schedules, audit and tokens.")
+    info(title = "rotation-server", description = "Credential rotation: authorities, trust chains, keyrings, secrets, policies, schedules, statistics, audit and tokens.\n\nSecrets are addressed as `/v1/secrets/{path}` where the path may contain `/` (e.g. `/v1/secrets/db/prod/app`; `%2F` works too). Actions on a secret are a suffix after a colon, which a secret path never contains: `GET /v1/secrets/{path}:history`, `GET /v1/secrets/{path}:status`, `POST /v1/secrets/{path}:rotate`, `POST /v1/secrets/{path}:validate`.")
 )]
 struct ApiDoc;
 

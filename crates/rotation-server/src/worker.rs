@@ -1,6 +1,8 @@
 //! The scheduler worker: every interval, resumes runs whose lease expired
-//! and runs due schedules (`Engine::process_scheduled_rotations`). Claims
-//! and leases live in the store, so any number of replicas may run it.
+//! and runs due schedules (`Engine::process_scheduled_rotations`, which
+//! also ends dual-write grace periods), then delivers the notification
+//! outbox (`Engine::dispatch_outbox`). Claims and leases live in the
+//! store, so any number of replicas may run it.
 //! On shutdown it stops between passes; a pass in progress finishes.
 
 use std::time::Duration;
@@ -43,6 +45,27 @@ pub(crate) async fn run(engine: Engine, interval: Duration, mut shutdown: watch:
             }
             Err(e) => tracing::warn!(reason = %e.reason, message = %e.message, "scheduler pass failed"),
         }
+        // Also after a failed pass: earlier messages may be waiting.
+        dispatch(&engine).await;
     }
     tracing::info!("scheduler worker stopped");
+}
+
+/// Delivers the due outbox messages; failures stay queued with a backoff.
+pub(crate) async fn dispatch(engine: &Engine) {
+    match engine.dispatch_outbox().await {
+        Ok(report) => {
+            metrics::record_dispatch(&report);
+            if report.retrying > 0 {
+                tracing::warn!(
+                    delivered = report.delivered,
+                    retrying = report.retrying,
+                    "some notifications were not delivered; they are retried later"
+                );
+            } else if report.delivered > 0 {
+                tracing::info!(delivered = report.delivered, "notifications delivered");
+            }
+        }
+        Err(e) => tracing::warn!(reason = %e.reason, message = %e.message, "notification dispatch failed"),
+    }
 }

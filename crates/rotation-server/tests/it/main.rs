@@ -9,4 +9,5 @@ mod openapi;
 mod ops;
 mod postgres;
 mod replicas;
+mod secrets;
 mod support;

@@ -49,6 +49,8 @@ pub(crate) async fn init_store(url: &str) -> Arc<dyn rotation_core::ports::State
 pub(crate) struct Options {
     pub(crate) scheduler_interval: Option<Duration>,
     pub(crate) body_limit: usize,
+    /// The outbox's notifier (default: from the environment, as the binary).
+    pub(crate) notifier: Option<Arc<dyn rotation_core::ports::Notifier>>,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
         Options {
             scheduler_interval: None,
             body_limit: 64 * 1024,
+            notifier: None,
         }
     }
 }
@@ -94,6 +97,7 @@ impl TestServer {
         let mut config = ServerConfig::new(url, secret());
         config.scheduler_interval = options.scheduler_interval;
         config.body_limit = options.body_limit;
+        config.notifier = options.notifier;
         config.clock = clock.clone();
         config.worker_id = "test".into();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -147,6 +151,11 @@ impl TestServer {
         self.call(Method::GET, path, Some(token), None).await
     }
 
+    /// PUT as `token`.
+    pub(crate) async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
     /// POST as `token`.
     pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(token), Some(body)).await
@@ -181,4 +190,46 @@ fn uuid_like() -> String {
     let mut b = [0u8; 8];
     RingCrypto::new().fill_random(&mut b).unwrap();
     hex::encode(b)
+}
+
+/// A local HTTP server answering every request with `status` (and no
+/// body); returns its base URL. Runs until the test process ends.
+pub(crate) async fn http_answering(status: u16) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    if socket.readable().await.is_err() {
+                        return;
+                    }
+                    match socket.try_read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+                let answer = format!("HTTP/1.1 {status} Status\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let mut rest = answer.as_bytes();
+                while !rest.is_empty() {
+                    if socket.writable().await.is_err() {
+                        return;
+                    }
+                    match socket.try_write(rest) {
+                        Ok(n) => rest = &rest[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
 }

@@ -1,0 +1,493 @@
+//! Secrets (`/v1/secrets`), rotation statistics (`/v1/stats`) and the
+//! notification outbox (`/v1/outbox`).
+//!
+//! **Routing.** Secret paths contain `/` (`db/prod/app`), so a secret is
+//! addressed by one wildcard, `/v1/secrets/{*path}`, and an action on it is
+//! a suffix after a colon, which a secret path can never contain:
+//! `GET /v1/secrets/db/prod/app:history`, `POST .../db/prod/app:rotate`.
+//! The handlers below split the suffix off themselves. A `/` in the path
+//! may be sent as is or percent-encoded (`%2F`).
+//!
+//! Values leave the server only in the answer of `GET /v1/secrets/{path}`
+//! (operator; audited `secret_read` by the engine; `Cache-Control:
+//! no-store`). Every other answer carries metadata only.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use rotation_core::Error;
+use rotation_core::engine::{PutSecret, SecretRotateRequest};
+use rotation_core::secret::{Generator, SecretConfig, SecretType, SecretValue, Stage, VersionSelector};
+use rotation_core::time::Timestamp;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::api::{JsonBody, Path, Query, created, detached, engine};
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::metrics;
+
+/// Most history entries and outbox messages one request returns.
+const LIST_LIMIT: usize = 1000;
+
+/// `path` and the action after its last `:`, if any.
+fn split_action(raw: &str) -> (&str, Option<&str>) {
+    match raw.rsplit_once(':') {
+        Some((path, action)) => (path, Some(action)),
+        None => (raw, None),
+    }
+}
+
+/// `invalid_input` for an action the method does not have.
+fn unknown_action(method: &str, action: Option<&str>, known: &str) -> ApiError {
+    let what = match action {
+        Some(a) => format!("unknown action {:?}", a.chars().take(32).collect::<String>()),
+        None => "no action".to_owned(),
+    };
+    Error::invalid_input(format!(
+        "{method} /v1/secrets/{{path}}: {what}; use {known} (a secret path never contains ':')"
+    ))
+    .into()
+}
+
+/// A body read as `T` (the dispatchers read it once as JSON).
+fn body_as<T: DeserializeOwned>(body: serde_json::Value) -> ApiResult<T> {
+    serde_json::from_value(body).map_err(|e| Error::invalid_input(format!("invalid JSON body: {e}")).into())
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+// ---------------------------------------------------------------- dispatch
+
+/// `GET /v1/secrets/{*path}`: the value, or `:history` / `:status`.
+pub(crate) async fn get_dispatch(
+    state: State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    query: Query<ReadQuery>,
+) -> ApiResult<Response> {
+    match split_action(&raw) {
+        (path, None) => {
+            if query.0.limit.is_some() {
+                caller.require(Role::Operator)?;
+                return Err(Error::invalid_input("limit applies to :history only").into());
+            }
+            read_secret(state, caller, Path(path.to_owned()), query).await
+        }
+        (path, Some("history")) => {
+            let Query(q) = query;
+            if q.version.is_some() || q.stage.is_some() {
+                caller.require(Role::Viewer)?;
+                return Err(Error::invalid_input("version and stage apply to reading a value, not :history").into());
+            }
+            secret_history(
+                state,
+                caller,
+                Path(path.to_owned()),
+                Query(HistoryQuery { limit: q.limit }),
+            )
+            .await
+        }
+        (path, Some("status")) => secret_status(state, caller, Path(path.to_owned())).await,
+        (_, action) => {
+            caller.require(Role::Viewer)?;
+            Err(unknown_action(
+                "GET",
+                action,
+                "no suffix (the value), :history or :status",
+            ))
+        }
+    }
+}
+
+/// `POST /v1/secrets/{*path}`: `:rotate` or `:validate`.
+pub(crate) async fn post_dispatch(
+    state: State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> ApiResult<Response> {
+    match split_action(&raw) {
+        (path, Some("rotate")) => {
+            caller.require(Role::Operator)?;
+            rotate_secret(state, caller, Path(path.to_owned()), JsonBody(body_as(body)?)).await
+        }
+        (path, Some("validate")) => {
+            caller.require(Role::Viewer)?;
+            validate_secret(state, caller, Path(path.to_owned()), JsonBody(body_as(body)?)).await
+        }
+        (_, action) => {
+            caller.require(Role::Viewer)?;
+            Err(unknown_action("POST", action, ":rotate or :validate"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- secrets
+
+/// `PUT /v1/secrets/{path}`: exactly one of `value` and `generate`, or
+/// neither (a value is generated by the secret's generator, or issued for
+/// certificates). Settings given replace the stored ones field by field.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutSecretBody {
+    /// `generic` (default for a new secret), `password`, `api_key`, `database` or `certificate`; a secret's type never changes.
+    #[serde(rename = "type")]
+    secret_type: Option<String>,
+    /// The new value (never echoed back).
+    value: Option<String>,
+    /// Generate the value: `random:LEN[:CHARSET]`, `uuid` or `hex:LEN` (also kept as the secret's generator).
+    generate: Option<String>,
+    /// Policy attached to the secret (used by rotations and schedules when none is named).
+    policy: Option<String>,
+    /// Database: path of the secret holding the admin connection URL.
+    admin_secret: Option<String>,
+    /// Database: the role whose password rotates.
+    role: Option<String>,
+    /// Executable on the server run for each rotation step. Admin only: it runs a program on the server's host.
+    script: Option<String>,
+    /// Verification tests (`login`, `certificate`, `script`, `nonempty`, `http:URL`), replacing the stored ones.
+    verify: Option<Vec<String>>,
+    /// Certificate: path of the secret holding the issuing CA; self-signed without.
+    ca_secret: Option<String>,
+    /// Certificate: issue a CA certificate.
+    ca: Option<bool>,
+    /// Certificate: subject common name and DNS name.
+    common_name: Option<String>,
+    /// Certificate: validity of new certificates in days.
+    validity_days: Option<u32>,
+    /// Certificate: renew when the certificate expires within this many days.
+    renew_before_days: Option<u32>,
+}
+
+impl PutSecretBody {
+    fn settings_given(&self) -> bool {
+        self.admin_secret.is_some()
+            || self.role.is_some()
+            || self.script.is_some()
+            || self.verify.is_some()
+            || self.ca.is_some()
+            || self.ca_secret.is_some()
+            || self.common_name.is_some()
+            || self.validity_days.is_some()
+            || self.renew_before_days.is_some()
+    }
+
+    /// The stored settings with the given ones replacing theirs.
+    fn merged(self, mut c: SecretConfig) -> SecretConfig {
+        let merge = |slot: &mut Option<String>, v: Option<String>| {
+            if v.is_some() {
+                *slot = v;
+            }
+        };
+        merge(&mut c.admin_secret, self.admin_secret);
+        merge(&mut c.role, self.role);
+        merge(&mut c.script, self.script);
+        merge(&mut c.ca_secret, self.ca_secret);
+        merge(&mut c.common_name, self.common_name);
+        if let Some(verify) = self.verify {
+            c.verify = verify;
+        }
+        if let Some(ca) = self.ca {
+            c.ca = ca;
+        }
+        c.validity_days = self.validity_days.or(c.validity_days);
+        c.renew_before_days = self.renew_before_days.or(c.renew_before_days);
+        c
+    }
+}
+
+#[utoipa::path(put, path = "/v1/secrets/{path}", tag = "secrets",
+    params(("path" = String, Path, description = "Secret path, e.g. `db/prod/app` (`/` as is or `%2F`)")),
+    request_body(content = PutSecretBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created: `{secret, version}` (metadata and the new version, never the value)", body = crate::openapi::JsonObject),
+        (status = 200, description = "A new version of an existing secret: `{secret, version}`", body = crate::openapi::JsonObject)
+    ))]
+/// Writes a secret and a new CURRENT version (operator; `script` needs admin).
+pub(crate) async fn put_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    JsonBody(mut body): JsonBody<PutSecretBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    if body.script.is_some() {
+        // A script is a program the server runs: only admins choose one.
+        caller.require(Role::Admin)?;
+    }
+    let engine = engine(&state, &caller);
+    rotation_core::secret::check_path(&path)?;
+    let secret_type = body.secret_type.as_deref().map(str::parse::<SecretType>).transpose()?;
+    let generator = body
+        .generate
+        .as_deref()
+        .map(Generator::parse)
+        .transpose()
+        .map_err(|e| Error::invalid_input(e.message))?;
+    let value = match (body.value.take(), &generator) {
+        (Some(_), Some(_)) => return Err(Error::invalid_input("give at most one of value and generate").into()),
+        (Some(v), None) => Some(SecretValue::new(v)),
+        (None, _) => None,
+    };
+    let existing = engine.store().get_secret(&path).await?;
+    let policy = body.policy.take();
+    let config = body
+        .settings_given()
+        .then(|| body.merged(existing.as_ref().map(|s| s.config.clone()).unwrap_or_default()));
+    let request = PutSecret {
+        path,
+        secret_type,
+        value,
+        generator,
+        policy,
+        config,
+    };
+    let e = engine.clone();
+    let (secret, version) = detached(async move { e.put_secret(request).await }).await?;
+    let body = json!({"secret": secret, "version": version});
+    Ok(if existing.is_none() {
+        created(body)
+    } else {
+        Json(body).into_response()
+    })
+}
+
+/// `?version=N` or `?stage=current|pending|previous` (default: CURRENT);
+/// `limit` is for `:history`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReadQuery {
+    /// A version number.
+    version: Option<u32>,
+    /// A stage label: `current`, `pending` or `previous`.
+    stage: Option<String>,
+    /// `:history` only: most rotations listed (1 to 1000, default 20).
+    limit: Option<usize>,
+}
+
+/// A secret's value: the only answer that carries one.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SecretValueView {
+    path: String,
+    version: u32,
+    #[schema(value_type = Vec<String>)]
+    stages: Vec<Stage>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: Timestamp,
+    #[schema(value_type = Object)]
+    attributes: std::collections::BTreeMap<String, String>,
+    #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
+    value: SecretValue,
+}
+
+fn expose<S: serde::Serializer>(value: &SecretValue, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.expose())
+}
+
+#[utoipa::path(get, path = "/v1/secrets/{path}", tag = "secrets",
+    params(("path" = String, Path, description = "Secret path, e.g. `db/prod/app` (`/` as is or `%2F`)"), ("version" = Option<u32>, Query, description = "A version number"), ("stage" = Option<String>, Query, description = "`current` (default), `pending` or `previous`")),
+    responses((status = 200, description = "The value (operator; audited `secret_read`; `Cache-Control: no-store`)", body = SecretValueView)))]
+/// Reads a version's value.
+pub(crate) async fn read_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let selector = match (q.version, q.stage.as_deref()) {
+        (Some(_), Some(_)) => return Err(Error::invalid_input("give at most one of version and stage").into()),
+        (Some(n), None) => VersionSelector::Version(n),
+        (None, Some(s)) => VersionSelector::Stage(s.parse()?),
+        (None, None) => VersionSelector::Stage(Stage::Current),
+    };
+    let (version, value) = engine(&state, &caller).get_secret(&path, selector).await?;
+    Ok(no_store(
+        Json(SecretValueView {
+            path,
+            version: version.version,
+            stages: version.stages,
+            created_at: version.created_at,
+            attributes: version.attributes,
+            value,
+        })
+        .into_response(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets", responses((status = 200, description = "Secrets (never values)", body = Vec<crate::openapi::JsonObject>)))]
+/// Lists secrets.
+pub(crate) async fn list_secrets(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).list_secrets().await?).into_response())
+}
+
+/// `:history?limit=`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HistoryQuery {
+    /// Most rotations listed, newest first (1 to 1000, default 20).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/secrets/{path}:history", tag = "secrets",
+    params(("path" = String, Path, description = "Secret path (`/` as is or `%2F`)"), HistoryQuery),
+    responses((status = 200, description = "Rotations, newest first, with their status and steps (outputs redacted)", body = Vec<crate::openapi::JsonObject>)))]
+/// A secret's rotation history.
+pub(crate) async fn secret_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > LIST_LIMIT {
+        return Err(Error::invalid_input(format!("limit must be 1 to {LIST_LIMIT}")).into());
+    }
+    Ok(Json(engine(&state, &caller).secret_history(&path, limit).await?).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/secrets/{path}:status", tag = "secrets",
+    params(("path" = String, Path, description = "Secret path (`/` as is or `%2F`)")),
+    responses((status = 200, description = "Versions and labels, schedule, last and next rotation", body = crate::openapi::JsonObject)))]
+/// A secret's rotation status.
+pub(crate) async fn secret_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).secret_status(&path).await?).into_response())
+}
+
+/// `:rotate`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateSecretBody {
+    /// Rotate under this policy instead of the secret's own.
+    policy: Option<String>,
+    /// The new value; generated (or issued) when absent.
+    value: Option<String>,
+    /// Idempotency token (a UUID): a retried request with the same id reports the same run.
+    rotation_id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/secrets/{path}:rotate", tag = "secrets",
+    params(("path" = String, Path, description = "Secret path (`/` as is or `%2F`)")),
+    request_body(content = RotateSecretBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The rotation result (no value)", body = crate::openapi::JsonObject),
+        (status = 409, description = "`verification_failed` (rolled back), `concurrent_rotation`", body = crate::openapi::ErrorBody)
+    ))]
+/// Rotates a secret with its policy's strategy.
+pub(crate) async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    JsonBody(body): JsonBody<RotateSecretBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Operator)?;
+    let rotation_id = body
+        .rotation_id
+        .map(|r| {
+            r.parse()
+                .map_err(|_| Error::invalid_input(format!("rotation_id {r:?} is not a UUID")))
+        })
+        .transpose()?;
+    let request = SecretRotateRequest {
+        path,
+        policy: body.policy,
+        value: body.value.map(SecretValue::new),
+        rotation_id,
+        schedule_id: None,
+    };
+    let engine = engine(&state, &caller);
+    let started = Instant::now();
+    let e = engine.clone();
+    let result = detached(async move { e.rotate_secret(request).await }).await;
+    metrics::record_rotation("secret", &result, started.elapsed());
+    // Success and failure both queue notifications: deliver them now
+    // rather than at the worker's next pass (not awaited by the client).
+    tokio::spawn(async move { crate::worker::dispatch(&engine).await });
+    Ok(Json(result?).into_response())
+}
+
+/// `:validate`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ValidateBody {
+    /// The presented value.
+    value: String,
+}
+
+#[utoipa::path(post, path = "/v1/secrets/{path}:validate", tag = "secrets",
+    params(("path" = String, Path, description = "Secret path (`/` as is or `%2F`)")),
+    request_body(content = ValidateBody, content_type = "application/json"),
+    responses((status = 200, description = "`{valid, version, stage}`: CURRENT, or PREVIOUS during a dual-write grace period", body = crate::openapi::JsonObject)))]
+/// Whether a value is accepted.
+pub(crate) async fn validate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    JsonBody(body): JsonBody<ValidateBody>,
+) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    let value = SecretValue::new(body.value);
+    Ok(Json(engine(&state, &caller).validate_secret(&path, &value).await?).into_response())
+}
+
+// ---------------------------------------------------------------- stats and outbox
+
+#[utoipa::path(get, path = "/v1/stats", tag = "stats", responses((status = 200, description = "Rotation statistics since the last reset", body = crate::openapi::JsonObject)))]
+/// Rotation statistics.
+pub(crate) async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(engine(&state, &caller).stats().await?).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/stats/reset", tag = "stats", responses((status = 200, description = "`{reset_at}`: statistics count from now", body = crate::openapi::JsonObject)))]
+/// Resets the statistics (admin).
+pub(crate) async fn reset_stats(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    let at = engine(&state, &caller).reset_stats().await?;
+    Ok(Json(json!({"reset_at": at})).into_response())
+}
+
+/// `?pending=true&limit=`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct OutboxQuery {
+    /// Only messages not yet delivered.
+    #[serde(default)]
+    pending: bool,
+    /// Most messages, oldest first (1 to 1000, default 100).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/outbox", tag = "stats", params(OutboxQuery), responses((status = 200, description = "Notification outbox, oldest first (notifications never carry secret values)", body = Vec<crate::openapi::JsonObject>)))]
+/// The notification outbox (admin).
+pub(crate) async fn outbox(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<OutboxQuery>,
+) -> ApiResult<Response> {
+    caller.require(Role::Admin)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > LIST_LIMIT {
+        return Err(Error::invalid_input(format!("limit must be 1 to {LIST_LIMIT}")).into());
+    }
+    Ok(Json(engine(&state, &caller).list_outbox(q.pending, limit).await?).into_response())
+}
