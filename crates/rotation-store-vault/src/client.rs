@@ -262,6 +262,10 @@ impl VaultClient {
         let message = format!("{what}: {} {joined}", status.as_u16());
         let (reason, transient) = match status.as_u16() {
             400 if joined.contains("check-and-set") => (Reason::ConcurrentRotation, false),
+            // A freshly mounted KV v2 answers this for a moment ("will resume service shortly").
+            400 if joined.contains("Upgrading from non-versioned to versioned data") => {
+                (Reason::BackendUnavailable, true)
+            }
             400 | 405 | 413 | 422 => (Reason::InvalidInput, false),
             401 => (Reason::Unauthorized, false),
             403 => (Reason::Forbidden, false),

@@ -10,5 +10,6 @@ mod auth;
 mod conformance;
 mod faults;
 mod kv;
+mod restart;
 mod support;
 mod transit;
