@@ -236,14 +236,36 @@ impl VaultKvBackend {
 
     /// Re-reads the metadata, applies `change` to the decoded versions and
     /// writes it back (with `metadata_cas` where the server has it),
-    /// retrying when another writer changed the metadata meanwhile.
-    async fn modify(&self, path: &str, change: impl Fn(&mut Vec<SecretVersion>) -> Result<()>) -> Result<()> {
+    /// retrying when another writer changed the metadata meanwhile. Writes
+    /// nothing when nothing changes or the secret does not exist (`written`:
+    /// a version was just written, so missing metadata is an error).
+    async fn modify(
+        &self,
+        path: &str,
+        written: bool,
+        change: impl Fn(&mut Vec<SecretVersion>) -> Result<()>,
+    ) -> Result<()> {
         let mut attempt = 0;
         loop {
-            let meta = self.metadata(path).await?.unwrap_or_default();
+            let found = self.metadata(path).await?;
+            let exists = found.is_some();
+            let meta = found.unwrap_or_default();
             let mut versions = Self::decode(path, &meta);
             change(&mut versions)?;
             let custom = Self::encode(&meta, &versions)?;
+            let unchanged = custom.len() == meta.custom.len()
+                && custom
+                    .iter()
+                    .all(|(k, v)| meta.custom.get(k).map(String::as_str) == v.as_str());
+            if !exists && written {
+                return Err(Error::backend(format!(
+                    "vault: the metadata of {path} is not visible right after its write; try again"
+                )));
+            }
+            if !exists || (unchanged && self.max_versions.is_none()) {
+                // Nothing to write (and never create metadata for a missing secret).
+                return Ok(());
+            }
             let mut body = json!({ "custom_metadata": custom });
             if let Some(cas) = meta.metadata_version {
                 body["metadata_cas"] = json!(cas);
@@ -370,7 +392,7 @@ impl SecretBackend for VaultKvBackend {
         }
         let moves: Vec<(Stage, Option<u32>)> = stages.iter().map(|s| (*s, Some(version))).collect();
         let attrs = [(version, attributes.clone())];
-        self.modify(path, |versions| apply_update(versions, &moves, &attrs))
+        self.modify(path, true, |versions| apply_update(versions, &moves, &attrs))
             .await?;
         Ok(version)
     }
@@ -420,7 +442,7 @@ impl SecretBackend for VaultKvBackend {
         attributes: &[(u32, BTreeMap<String, String>)],
     ) -> Result<()> {
         check_path(path)?;
-        self.modify(path, |versions| apply_update(versions, moves, attributes))
+        self.modify(path, false, |versions| apply_update(versions, moves, attributes))
             .await
     }
 }
