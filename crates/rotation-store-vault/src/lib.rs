@@ -16,11 +16,17 @@
 //! print tokens, and must use the workspace's one TLS stack (rustls on
 //! ring); the Vault crates on crates.io pull other TLS or HTTP stacks.
 //!
-//! Errors: connection errors, timeouts, 5xx (a sealed server answers 503)
-//! and 429 are `backend_unavailable`; 403 is `forbidden`; a check-and-set
-//! mismatch is `concurrent_rotation`; other 4xx are `invalid_input`. The
-//! message is `vault <METHOD> /v1/<path>: <status> <Vault's errors>`, never
-//! with a token.
+//! Errors: connection errors, timeouts, 5xx (a sealed server answers 503),
+//! 412, 429 and a KV mount still upgrading are `backend_unavailable` (safe
+//! calls are retried with backoff first); 401 is `unauthorized`; 403 is
+//! `forbidden` (an AppRole client logs in again once first); a
+//! check-and-set mismatch is `concurrent_rotation`; other 4xx are
+//! `invalid_input`; 404 is `None` or `not_found` where the port says so.
+//! The message is `vault <METHOD> /v1/<path>: <status> <Vault's errors>`,
+//! never with a token.
+//!
+//! Tests (`tests/it`) run against a real server (`VAULT_ADDR`,
+//! `VAULT_TOKEN`; `cargo xtask test` starts OpenBao) and fail without one.
 
 pub mod client;
 pub mod kv;
