@@ -37,6 +37,8 @@ use crate::views::{AuthorityView, KeyView, KeyringView, RecordView, ValueView, V
 
 /// Longest `Cache-Control: max-age` of a JWKS, in seconds.
 const JWKS_MAX_AGE: i64 = 300;
+/// Largest `prepublish_hours` of an authority (the engine's bound, one year).
+const MAX_PREPUBLISH_HOURS: u32 = rotation_core::engine::MAX_GRACE_PERIOD_HOURS;
 /// Most audit events one request returns.
 const AUDIT_LIMIT: usize = 1000;
 
@@ -237,6 +239,9 @@ struct CreateAuthority {
     name: Option<String>,
     rotation_period_days: Option<u32>,
     grace_period_hours: Option<u32>,
+    /// Hours before each rotation that the next key is generated and listed
+    /// in the JWKS (0 to 8760; 0 or absent: not prepublished).
+    prepublish_hours: Option<u32>,
 }
 
 #[utoipa::path(post, path = "/v1/authorities", tag = "authorities", request_body(content = CreateAuthority, content_type = "application/json"), responses((status = 201, description = "Created", body = AuthorityView)))]
@@ -248,6 +253,15 @@ async fn create_authority(
     caller.require(Role::Operator)?;
     let engine = engine(&state, &caller);
     let id = AuthorityId::parse(body.id)?;
+    if let Some(hours) = body.prepublish_hours
+        && hours > MAX_PREPUBLISH_HOURS
+    {
+        return Err(Error::invalid_input(format!(
+            "prepublish_hours must be 0 to {MAX_PREPUBLISH_HOURS}, got {hours}"
+        ))
+        .into());
+    }
+    let prepublish = body.prepublish_hours.filter(|h| *h > 0);
     let new = NewAuthority {
         id: id.clone(),
         name: body.name,
@@ -255,7 +269,15 @@ async fn create_authority(
         grace_period_hours: body.grace_period_hours,
     };
     let e = engine.clone();
-    detached(async move { e.create_authority(new).await }).await?;
+    let created_id = id.clone();
+    detached(async move {
+        e.create_authority(new).await?;
+        if let Some(hours) = prepublish {
+            e.set_prepublish_hours(&created_id, hours).await?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(created(authority_view(&engine, &id).await?))
 }
 
@@ -901,20 +923,109 @@ async fn run_due(State(state): State<AppState>, caller: Caller) -> ApiResult<Res
 
 // ---------------------------------------------------------------- audit and report
 
+/// Filters and cursor of `GET /v1/audit` (every filter optional).
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// Only this target, as `kind:name` (e.g. `authority:payments`).
+    target: Option<String>,
+    /// Only this event type (e.g. `rotation_completed`).
+    event: Option<String>,
+    /// Only events of this rotation run (a UUID).
+    rotation_id: Option<String>,
+    /// Only events by this actor (e.g. `token:<id>`, `scheduler:<worker>`).
+    actor: Option<String>,
+    /// Only events at or after this instant (RFC 3339).
+    since: Option<String>,
+    /// Only events before this instant (RFC 3339).
+    until: Option<String>,
+    /// Only events with `seq` below this: the `X-Next-Before-Seq` header of the previous page.
+    before_seq: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, description = "Newest audit events", body = Vec<crate::openapi::JsonObject>)))]
+/// Response header carrying the cursor of the next (older) page of `GET /v1/audit`.
+const NEXT_BEFORE_SEQ: &str = "x-next-before-seq";
+
+fn rfc3339_param(name: &str, value: Option<String>) -> ApiResult<Option<rotation_core::time::Timestamp>> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(&v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| {
+                    Error::invalid_input(format!(
+                        "{name} {:?} is not an RFC 3339 time: {e}",
+                        v.chars().take(64).collect::<String>()
+                    ))
+                    .into()
+                })
+        })
+        .transpose()
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Matching audit events, newest first. When the page is full, the \
+            `X-Next-Before-Seq` header holds the `before_seq` of the next (older) page; without it this is the last page.",
+            body = Vec<crate::openapi::JsonObject>,
+            headers(("X-Next-Before-Seq" = i64, description = "Cursor of the next page (absent on the last page)"))),
+        (status = 400, description = "Malformed or unknown parameter (reason invalid_input)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid parameter value (reason invalid_input)", body = crate::openapi::ErrorBody),
+    )
+)]
 async fn audit_list(State(state): State<AppState>, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > AUDIT_LIMIT {
         return Err(Error::invalid_input(format!("limit must be 1 to {AUDIT_LIMIT}")).into());
     }
-    Ok(Json(engine(&state, &caller).audit_events(limit).await?).into_response())
+    if q.before_seq.is_some_and(|s| s < 1) {
+        return Err(Error::invalid_input("before_seq must be at least 1").into());
+    }
+    let rotation_id = q
+        .rotation_id
+        .map(|r| {
+            r.parse::<RotationId>().map_err(|_| {
+                Error::invalid_input(format!(
+                    "rotation_id {:?} is not a UUID",
+                    r.chars().take(64).collect::<String>()
+                ))
+            })
+        })
+        .transpose()?;
+    let since = rfc3339_param("since", q.since)?;
+    let until = rfc3339_param("until", q.until)?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        return Err(Error::invalid_input("since is after until").into());
+    }
+    let query = rotation_core::ports::AuditQuery {
+        target: q.target,
+        event: q.event,
+        rotation_id,
+        actor: q.actor,
+        since,
+        until,
+        before_seq: q.before_seq,
+        limit,
+    };
+    let events = engine(&state, &caller).query_audit(query).await?;
+    let next = (events.len() == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten()
+        .filter(|seq| *seq > 1);
+    let mut response = Json(events).into_response();
+    if let Some(seq) = next {
+        response.headers_mut().insert(NEXT_BEFORE_SEQ, HeaderValue::from(seq));
+    }
+    Ok(response)
 }
 
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, description = "Hash chain verdict", body = crate::openapi::JsonObject)))]

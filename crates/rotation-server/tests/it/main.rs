@@ -3,11 +3,13 @@
 //! test on PostgreSQL from `DATABASE_URL`), and reqwest calls it.
 
 mod api;
+mod audit;
 mod auth;
 mod binary;
 mod openapi;
 mod ops;
 mod postgres;
+mod prepublish;
 mod replicas;
 mod secrets;
 mod support;
