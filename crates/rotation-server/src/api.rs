@@ -208,17 +208,45 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Store and custody reachable", body = crate::openapi::JsonObject), (status = 503, description = "Not ready", body = crate::openapi::ErrorBody)))]
+/// How long `/readyz` waits for the store and the custody.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Store reachable and initialised, custody usable (a probe data key wraps and unwraps)", body = crate::openapi::JsonObject), (status = 503, description = "Not ready (reason backend_unavailable)", body = crate::openapi::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.get_meta(rotation_app::KEK_META).await {
-        Ok(Some(_)) => Json(json!({"status": "ready"})).into_response(),
-        Ok(None) => ApiError::with_status(
-            Error::backend("the store is not initialised"),
+    match tokio::time::timeout(READY_TIMEOUT, ready(&state)).await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(e)) => {
+            // Whatever failed, the answer is "not ready": 503 backend_unavailable.
+            let e = Error::backend(format!("not ready: {}", e.message));
+            ApiError::with_status(e, StatusCode::SERVICE_UNAVAILABLE).into_response()
+        }
+        Err(_) => ApiError::with_status(
+            Error::backend(format!(
+                "not ready: the store or the custody did not answer within {} s",
+                READY_TIMEOUT.as_secs()
+            )),
             StatusCode::SERVICE_UNAVAILABLE,
         )
         .into_response(),
-        Err(e) => ApiError::with_status(e, StatusCode::SERVICE_UNAVAILABLE).into_response(),
     }
+}
+
+/// The readiness checks: the store answers and is initialised; the
+/// custody wraps and unwraps a probe data key (for the local custody this
+/// exercises the unlocked KEK; for Vault transit, one encrypt and one
+/// decrypt call).
+async fn ready(state: &AppState) -> rotation_core::Result<()> {
+    if state.store.get_meta(rotation_app::KEK_META).await?.is_none() {
+        return Err(Error::backend("the store is not initialised"));
+    }
+    let keyring = KeyringName::parse("readyz-probe")?;
+    let probe = rotation_core::ports::DataKey::from_bytes([0x5A; 32]);
+    let wrapped = state.custody.wrap_data_key(&keyring, 1, &probe).await?;
+    let unwrapped = state.custody.unwrap_data_key(&keyring, 1, &wrapped).await?;
+    if unwrapped.expose() != probe.expose() {
+        return Err(Error::backend("the custody unwrapped the probe data key wrongly"));
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]

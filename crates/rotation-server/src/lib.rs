@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// from the environment at start (`rotation_app::notifier_from_env`:
     /// `ROTATION_NOTIFY_CONFIG`, `ROTATION_WEBHOOK_SECRET`, `ROTATION_SMTP_*`).
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// The key custody; `None` unlocks the store's local custody with
+    /// `master_secret`.
+    pub custody: Option<Arc<dyn KeyCustody>>,
 }
 
 impl ServerConfig {
@@ -73,6 +76,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(60),
             clock: Arc::new(rotation_core::time::SystemClock),
             notifier: None,
+            custody: None,
         }
     }
 }
@@ -163,8 +167,10 @@ impl ShutdownHandle {
 /// scheduler worker running beside the HTTP server.
 pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<RunningServer> {
     let store = rotation_app::open_store(&config.store, false).await?;
-    let custody: Arc<dyn KeyCustody> =
-        Arc::new(rotation_crypto::master_key::unlock(store.as_ref(), &config.master_secret).await?);
+    let custody: Arc<dyn KeyCustody> = match config.custody {
+        Some(custody) => custody,
+        None => Arc::new(rotation_crypto::master_key::unlock(store.as_ref(), &config.master_secret).await?),
+    };
     let crypto: Arc<dyn CryptoProvider> = Arc::new(RingCrypto::new());
     let notifier = match config.notifier {
         Some(n) => n,

@@ -150,3 +150,91 @@ async fn the_scheduler_worker_runs_due_rotations_and_stops_on_shutdown() {
     let shutdown = tokio::time::timeout(Duration::from_secs(10), s.stop()).await;
     assert!(shutdown.is_ok(), "graceful shutdown finishes");
 }
+
+/// A custody whose backend is down: every call fails with `backend_unavailable`.
+struct DownCustody;
+
+fn down() -> rotation_core::Error {
+    rotation_core::Error::backend("injected: the custody backend is unreachable")
+}
+
+#[async_trait::async_trait]
+impl rotation_core::ports::KeyCustody for DownCustody {
+    fn name(&self) -> &str {
+        "down"
+    }
+    async fn create_signing_key(
+        &self,
+        _: &rotation_core::ids::KeyId,
+    ) -> rotation_core::Result<rotation_core::ports::NewSigningKey> {
+        Err(down())
+    }
+    async fn sign(
+        &self,
+        _: &rotation_core::ids::KeyId,
+        _: &rotation_core::authority::CustodyRef,
+        _: &[Vec<u8>],
+    ) -> rotation_core::Result<Vec<Vec<u8>>> {
+        Err(down())
+    }
+    async fn destroy_signing_key(
+        &self,
+        _: &rotation_core::ids::KeyId,
+        _: &rotation_core::authority::CustodyRef,
+    ) -> rotation_core::Result<()> {
+        Err(down())
+    }
+    async fn create_data_key(
+        &self,
+        _: &rotation_core::ids::KeyringName,
+        _: u32,
+    ) -> rotation_core::Result<(rotation_core::ports::DataKey, rotation_core::authority::CustodyRef)> {
+        Err(down())
+    }
+    async fn wrap_data_key(
+        &self,
+        _: &rotation_core::ids::KeyringName,
+        _: u32,
+        _: &rotation_core::ports::DataKey,
+    ) -> rotation_core::Result<rotation_core::authority::CustodyRef> {
+        Err(down())
+    }
+    async fn unwrap_data_key(
+        &self,
+        _: &rotation_core::ids::KeyringName,
+        _: u32,
+        _: &rotation_core::authority::CustodyRef,
+    ) -> rotation_core::Result<rotation_core::ports::DataKey> {
+        Err(down())
+    }
+    async fn rewrap(
+        &self,
+        _: &rotation_core::ports::WrapContext,
+        _: &rotation_core::authority::CustodyRef,
+    ) -> rotation_core::Result<Option<rotation_core::authority::CustodyRef>> {
+        Err(down())
+    }
+}
+
+#[tokio::test]
+async fn readiness_needs_a_usable_custody() {
+    let s = TestServer::sqlite_with(Options {
+        custody: Some(std::sync::Arc::new(DownCustody)),
+        ..Options::default()
+    })
+    .await;
+    let health = s.client.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "the process is up");
+    let ready = s.client.get(format!("{}/readyz", s.base)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["reason"], "backend_unavailable", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("custody backend is unreachable"),
+        "{body}"
+    );
+    s.stop().await;
+}

@@ -73,10 +73,16 @@ async fn the_api_works_on_postgres() {
     assert_eq!(verified["valid"], true);
     let ready = s.client.get(format!("{}/readyz", s.base)).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
-    s.stop().await;
 
+    // The store goes away (its connections are closed, the database is
+    // gone): not ready, 503 backend_unavailable.
     admin
         .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)")))
         .await
         .unwrap();
+    let ready = s.client.get(format!("{}/readyz", s.base)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["reason"], "backend_unavailable", "{body}");
+    s.stop().await;
 }

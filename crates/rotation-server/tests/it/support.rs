@@ -51,6 +51,8 @@ pub(crate) struct Options {
     pub(crate) body_limit: usize,
     /// The outbox's notifier (default: from the environment, as the binary).
     pub(crate) notifier: Option<Arc<dyn rotation_core::ports::Notifier>>,
+    /// The key custody (default: the store's local custody).
+    pub(crate) custody: Option<Arc<dyn rotation_core::ports::KeyCustody>>,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             scheduler_interval: None,
             body_limit: 64 * 1024,
             notifier: None,
+            custody: None,
         }
     }
 }
@@ -98,6 +101,7 @@ impl TestServer {
         config.scheduler_interval = options.scheduler_interval;
         config.body_limit = options.body_limit;
         config.notifier = options.notifier;
+        config.custody = options.custody;
         config.clock = clock.clone();
         config.worker_id = "test".into();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
