@@ -327,7 +327,97 @@ impl Tokens {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use rotation_core::ports::DataKey;
+    use rotation_crypto::RingCrypto;
+    use rotation_testkit::{MemoryStore, SettableClock};
+    use zeroize::Zeroizing;
+
     use super::*;
+
+    /// A crypto provider that records the length of every input it hashes.
+    #[derive(Default)]
+    struct CountingCrypto {
+        inner: RingCrypto,
+        hashed: Mutex<Vec<usize>>,
+    }
+
+    impl CountingCrypto {
+        fn take(&self) -> Vec<usize> {
+            std::mem::take(&mut *self.hashed.lock().unwrap())
+        }
+    }
+
+    impl CryptoProvider for CountingCrypto {
+        fn fill_random(&self, out: &mut [u8]) -> Result<()> {
+            self.inner.fill_random(out)
+        }
+        fn sha256(&self, data: &[u8]) -> [u8; 32] {
+            self.hashed.lock().unwrap().push(data.len());
+            self.inner.sha256(data)
+        }
+        fn hmac_sha256(&self, key: &[u8], message: &[u8]) -> [u8; 32] {
+            self.inner.hmac_sha256(key, message)
+        }
+        fn verify_ed25519(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+            self.inner.verify_ed25519(public_key, message, signature)
+        }
+        fn seal(&self, key: &DataKey, version: u32, associated_data: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+            self.inner.seal(key, version, associated_data, plaintext)
+        }
+        fn open(&self, key: &DataKey, associated_data: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+            self.inner.open(key, associated_data, sealed)
+        }
+        fn seal_batch(&self, key: &DataKey, version: u32, items: &[(&[u8], &[u8])]) -> Result<Vec<Vec<u8>>> {
+            self.inner.seal_batch(key, version, items)
+        }
+        fn reseal_batch(
+            &self,
+            keys: &HashMap<u32, DataKey>,
+            to_version: u32,
+            to_key: &DataKey,
+            items: &[(&[u8], &[u8])],
+        ) -> Result<Vec<Result<Vec<u8>>>> {
+            self.inner.reseal_batch(keys, to_version, to_key, items)
+        }
+    }
+
+    /// Wrong and unknown tokens take the same path: exactly one hash of the
+    /// presented secret and one constant-time comparison (against a dummy
+    /// hash for an unknown id), then the same refusal. Structural, so it
+    /// cannot be flaky on a loaded machine; `tests/it/auth.rs` adds a
+    /// timing check with a generous bound.
+    #[tokio::test]
+    async fn wrong_and_unknown_tokens_do_the_same_work() {
+        use secrecy::ExposeSecret as _;
+        let crypto = Arc::new(CountingCrypto::default());
+        let clock = Arc::new(SettableClock::new(truncate(chrono::Utc::now())));
+        let tokens = Tokens::new(MemoryStore::new_shared(), crypto.clone(), clock);
+        let (info, good) = tokens.create(Role::Viewer, None, None).await.unwrap();
+        let good = good.expose_secret().to_owned();
+        crypto.take();
+
+        let secret = &good[TOKEN_PREFIX.len() + 17..];
+        let wrong_secret = format!("{TOKEN_PREFIX}{}_{}", info.id, "B".repeat(secret.len()));
+        let unknown_id = format!("{TOKEN_PREFIX}{}_{secret}", "0123456789abcdef");
+        let mut seen = Vec::new();
+        for presented in [&wrong_secret, &unknown_id] {
+            let e = tokens.authenticate(presented).await.unwrap_err();
+            assert_eq!(e.reason, Reason::Unauthorized);
+            assert_eq!(e.message, "missing, invalid, expired or revoked bearer token");
+            seen.push(crypto.take());
+        }
+        assert_eq!(seen[0], vec![secret.len()], "a wrong secret: one hash of the secret");
+        assert_eq!(seen[1], seen[0], "an unknown id: the same single hash");
+        // Malformed tokens are hashed too (whole), never short-circuited.
+        assert!(tokens.authenticate("hello").await.is_err());
+        assert_eq!(crypto.take(), vec![5]);
+        // The right token: also exactly one hash.
+        assert_eq!(tokens.authenticate(&good).await.unwrap().token_id, info.id);
+        assert_eq!(crypto.take(), vec![secret.len()]);
+    }
 
     #[test]
     fn roles_are_ordered() {

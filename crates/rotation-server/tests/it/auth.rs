@@ -157,3 +157,58 @@ async fn roles_viewer_cannot_rotate_operator_cannot_administer() {
     );
     s.stop().await;
 }
+
+/// Wrong and unknown tokens are answered in about the same time. The
+/// guarantee is structural (`auth::tests::wrong_and_unknown_tokens_do_the_same_work`:
+/// one hash and one constant-time comparison on both paths); this is a
+/// coarse check over the socket that nothing else (e.g. an early return
+/// before hashing, a second store read) sneaks in. To stay reliable on a
+/// loaded 2-core machine it interleaves the two kinds of request, compares
+/// medians of 150 each, and only fails when one median is more than 3
+/// times the other plus 2 ms. So it catches only gross differences (e.g. a
+/// slow hash on one path only); small ones are the structural test's job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_and_unknown_tokens_take_about_the_same_time() {
+    let s = TestServer::sqlite().await;
+    let (id_part, _) = s.viewer.rsplit_once('_').unwrap();
+    let wrong_secret = format!("{id_part}_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let unknown = "rot_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned();
+    let url = format!("{}/v1/stats", s.base);
+    let time = |token: String| {
+        let (client, url) = (s.client.clone(), url.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let response = client.get(&url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            let _ = response.bytes().await.unwrap();
+            started.elapsed()
+        }
+    };
+    // Warm up the connection pool and the store.
+    for _ in 0..10 {
+        time(wrong_secret.clone()).await;
+        time(unknown.clone()).await;
+    }
+    let (mut wrong, mut unknown_times) = (Vec::new(), Vec::new());
+    for i in 0..150 {
+        // Alternate which goes first, so drift in load hits both alike.
+        if i % 2 == 0 {
+            wrong.push(time(wrong_secret.clone()).await);
+            unknown_times.push(time(unknown.clone()).await);
+        } else {
+            unknown_times.push(time(unknown.clone()).await);
+            wrong.push(time(wrong_secret.clone()).await);
+        }
+    }
+    let median = |v: &mut Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (w, u) = (median(&mut wrong), median(&mut unknown_times));
+    let slack = std::time::Duration::from_millis(2);
+    assert!(
+        w <= u * 3 + slack && u <= w * 3 + slack,
+        "median wrong-secret {w:?} vs unknown-id {u:?}"
+    );
+    s.stop().await;
+}
