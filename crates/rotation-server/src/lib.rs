@@ -16,6 +16,7 @@ pub mod error;
 mod metrics;
 mod openapi;
 mod secrets;
+pub mod tls;
 mod views;
 mod worker;
 
@@ -60,6 +61,8 @@ pub struct ServerConfig {
     /// The key custody; `None` unlocks the store's local custody with
     /// `master_secret`.
     pub custody: Option<Arc<dyn KeyCustody>>,
+    /// Serve HTTPS with this configuration ([`tls::load`]); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -77,6 +80,7 @@ impl ServerConfig {
             clock: Arc::new(rotation_core::time::SystemClock),
             notifier: None,
             custody: None,
+            tls: None,
         }
     }
 }
@@ -201,14 +205,18 @@ pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Runnin
     });
     let app = api::router(state, config.body_limit, config.request_timeout);
     let mut server_rx = rx;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
-    tracing::info!(%addr, "rotation-server listening");
+    let https = config.tls.is_some();
+    let server = match config.tls {
+        Some(tls) => tokio::spawn(tls::serve(listener, app, tls, server_rx)),
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        }),
+    };
+    tracing::info!(%addr, https, "rotation-server listening");
     Ok(RunningServer {
         addr,
         shutdown,

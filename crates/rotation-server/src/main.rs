@@ -56,6 +56,12 @@ struct ServeArgs {
     /// Request timeout in seconds (rotations started go on in the background).
     #[arg(long, env = "ROTATION_REQUEST_TIMEOUT_SECONDS", default_value_t = 60)]
     request_timeout_seconds: u64,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "ROTATION_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (needs --tls-cert).
+    #[arg(long, env = "ROTATION_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +145,11 @@ async fn serve(store: &str, key_file: Option<PathBuf>, args: ServeArgs) -> Resul
     config.body_limit = args.body_limit_bytes;
     config.request_timeout = Duration::from_secs(args.request_timeout_seconds.max(1));
     config.clock = rotation_app::clock_from_env()?;
+    config.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(rotation_server::tls::load(cert, key)?),
+        (None, None) => None,
+        _ => return Err(Error::invalid_input("give both --tls-cert and --tls-key, or neither")),
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| Error::backend(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -13,3 +13,4 @@ mod prepublish;
 mod replicas;
 mod secrets;
 mod support;
+mod tls;

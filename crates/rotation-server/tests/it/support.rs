@@ -53,6 +53,8 @@ pub(crate) struct Options {
     pub(crate) notifier: Option<Arc<dyn rotation_core::ports::Notifier>>,
     /// The key custody (default: the store's local custody).
     pub(crate) custody: Option<Arc<dyn rotation_core::ports::KeyCustody>>,
+    /// Serve HTTPS with this configuration (the base URL is then `https://`).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             body_limit: 64 * 1024,
             notifier: None,
             custody: None,
+            tls: None,
         }
     }
 }
@@ -102,12 +105,14 @@ impl TestServer {
         config.body_limit = options.body_limit;
         config.notifier = options.notifier;
         config.custody = options.custody;
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        config.tls = options.tls;
         config.clock = clock.clone();
         config.worker_id = "test".into();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = rotation_server::start(config, listener).await.unwrap();
         TestServer {
-            base: format!("http://{}", server.addr()),
+            base: format!("{scheme}://{}", server.addr()),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
