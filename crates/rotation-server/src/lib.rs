@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rotation_app::Identity;
-use rotation_core::ports::{CryptoProvider, KeyCustody, Notifier, StateStore};
+use rotation_core::ports::{CryptoProvider, KeyCustody, Notifier, SecretBackend, StateStore};
 use rotation_core::time::Clock;
 use rotation_core::{Engine, Result};
 use rotation_crypto::{MasterSecret, RingCrypto};
@@ -61,6 +61,8 @@ pub struct ServerConfig {
     /// The key custody; `None` unlocks the store's local custody with
     /// `master_secret`.
     pub custody: Option<Arc<dyn KeyCustody>>,
+    /// Where secret values live; `None`: the store's sealed table.
+    pub secret_backend: Option<Arc<dyn SecretBackend>>,
     /// Serve HTTPS with this configuration ([`tls::load`]); `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -80,6 +82,7 @@ impl ServerConfig {
             clock: Arc::new(rotation_core::time::SystemClock),
             notifier: None,
             custody: None,
+            secret_backend: None,
             tls: None,
         }
     }
@@ -95,12 +98,13 @@ pub(crate) struct AppState {
     owner: String,
     lease: chrono::TimeDelta,
     notifier: Arc<dyn Notifier>,
+    secret_backend: Option<Arc<dyn SecretBackend>>,
 }
 
 impl AppState {
     /// An engine acting as `actor`.
     pub(crate) fn engine(&self, actor: String) -> Engine {
-        rotation_app::engine(
+        let engine = rotation_app::engine(
             self.store.clone(),
             self.custody.clone(),
             self.clock.clone(),
@@ -110,7 +114,11 @@ impl AppState {
                 lease: self.lease,
             },
         )
-        .with_notifier(self.notifier.clone())
+        .with_notifier(self.notifier.clone());
+        match &self.secret_backend {
+            Some(backend) => engine.with_secret_backend(backend.clone()),
+            None => engine,
+        }
     }
 }
 
@@ -187,6 +195,7 @@ pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Runnin
     };
     let state = AppState {
         notifier,
+        secret_backend: config.secret_backend,
         tokens: Tokens::new(store.clone(), crypto, config.clock.clone()),
         store,
         custody,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use rotation_core::ports::CryptoProvider;
 use rotation_core::{Error, Result};
-use rotation_crypto::RingCrypto;
+use rotation_crypto::{MasterSecret, RingCrypto};
 use rotation_server::{Role, ServerConfig, Tokens};
 use secrecy::ExposeSecret as _;
 use tracing_subscriber::EnvFilter;
@@ -32,6 +32,8 @@ struct Cli {
     master_key_file: Option<PathBuf>,
     #[command(flatten)]
     serve: ServeArgs,
+    #[command(flatten)]
+    vault: VaultArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -62,6 +64,85 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert (needs --tls-cert).
     #[arg(long, env = "ROTATION_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+}
+
+/// Where secret values and private keys live: the same flags and
+/// environment variables as the `rotation` CLI's global Vault options.
+#[derive(clap::Args)]
+struct VaultArgs {
+    /// Where secret values live: the store's sealed table, or Vault/OpenBao KV v2.
+    #[arg(long, env = "ROTATION_SECRET_BACKEND", value_enum, default_value_t = SecretBackendArg::Store)]
+    secret_backend: SecretBackendArg,
+    /// Where private keys live: local (sealed under the master key), or Vault/OpenBao Transit.
+    #[arg(long, env = "ROTATION_CUSTODY", value_enum, default_value_t = CustodyArg::Local)]
+    custody: CustodyArg,
+    /// Vault/OpenBao address, e.g. https://vault.example:8200.
+    #[arg(long, env = "VAULT_ADDR")]
+    vault_addr: Option<String>,
+    /// Vault token (also read from VAULT_TOKEN).
+    #[arg(long, env = "ROTATION_VAULT_TOKEN", hide_env_values = true)]
+    vault_token: Option<String>,
+    /// AppRole role id (with --vault-secret-id; used instead of a token).
+    #[arg(long, env = "ROTATION_VAULT_ROLE_ID")]
+    vault_role_id: Option<String>,
+    /// AppRole secret id.
+    #[arg(long, env = "ROTATION_VAULT_SECRET_ID", hide_env_values = true)]
+    vault_secret_id: Option<String>,
+    /// Vault namespace (X-Vault-Namespace).
+    #[arg(long, env = "VAULT_NAMESPACE")]
+    vault_namespace: Option<String>,
+    /// KV v2 mount holding secret values.
+    #[arg(long, env = "ROTATION_VAULT_KV_MOUNT", default_value = "secret")]
+    vault_kv_mount: String,
+    /// Prefix of every secret path in the KV mount (values at <mount>/data/<prefix>/<path>, field `value`).
+    #[arg(long, env = "ROTATION_VAULT_KV_PREFIX", default_value = "rotation")]
+    vault_kv_prefix: String,
+    /// Transit mount holding signing keys and the data-key wrapping key.
+    #[arg(long, env = "ROTATION_VAULT_TRANSIT_MOUNT", default_value = "transit")]
+    vault_transit_mount: String,
+}
+
+/// `--secret-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SecretBackendArg {
+    /// The store's own sealed table.
+    Store,
+    /// Vault/OpenBao KV v2.
+    Vault,
+}
+
+/// `--custody`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CustodyArg {
+    /// Keys sealed under the master key in the store.
+    Local,
+    /// Vault/OpenBao Transit.
+    Vault,
+}
+
+impl VaultArgs {
+    /// The Vault settings (`--vault-*`, `VAULT_*`), as the CLI builds them.
+    fn settings(&self) -> rotation_app::VaultSettings {
+        let token = self
+            .vault_token
+            .clone()
+            .or_else(|| std::env::var("VAULT_TOKEN").ok())
+            .filter(|t| !t.is_empty());
+        rotation_app::VaultSettings {
+            addr: self.vault_addr.clone(),
+            token: token.map(secrecy::SecretString::from),
+            role_id: self.vault_role_id.clone().filter(|r| !r.is_empty()),
+            secret_id: self
+                .vault_secret_id
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(secrecy::SecretString::from),
+            namespace: self.vault_namespace.clone(),
+            kv_mount: self.vault_kv_mount.clone(),
+            kv_prefix: self.vault_kv_prefix.clone(),
+            transit_mount: self.vault_transit_mount.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -122,22 +203,41 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None | Some(Command::Serve) => serve(&cli.store, cli.master_key_file, cli.serve).await,
+        None | Some(Command::Serve) => serve(&cli.store, cli.master_key_file, cli.serve, &cli.vault).await,
         Some(Command::Token(command)) => token(&cli.store, command).await,
     }
 }
 
-async fn serve(store: &str, key_file: Option<PathBuf>, args: ServeArgs) -> Result<()> {
-    let key_file = match key_file {
-        Some(p) => p,
-        None => rotation_app::default_key_file(store)?,
+async fn serve(store: &str, key_file: Option<PathBuf>, args: ServeArgs, vault: &VaultArgs) -> Result<()> {
+    let vault_client = if vault.secret_backend == SecretBackendArg::Vault || vault.custody == CustodyArg::Vault {
+        Some(vault.settings().client()?)
+    } else {
+        None
     };
-    let params = {
-        let s = rotation_app::open_store(store, false).await?;
-        rotation_crypto::master_key::current_params(s.as_ref()).await?
+    let transit = match (&vault_client, vault.custody) {
+        (Some(client), CustodyArg::Vault) => Some(vault.settings().transit_custody(client.clone())?),
+        _ => None,
     };
-    let secret = rotation_app::master_secret(Some(&params), &key_file)?;
+    let secret = if transit.is_some() {
+        // Private keys live in Transit: the master key is not needed (and not read).
+        MasterSecret::KeyFile(secrecy::SecretBox::new(Box::default()))
+    } else {
+        let key_file = match key_file {
+            Some(p) => p,
+            None => rotation_app::default_key_file(store)?,
+        };
+        let params = {
+            let s = rotation_app::open_store(store, false).await?;
+            rotation_crypto::master_key::current_params(s.as_ref()).await?
+        };
+        rotation_app::master_secret(Some(&params), &key_file)?
+    };
     let mut config = ServerConfig::new(store, secret);
+    config.custody = transit;
+    config.secret_backend = match (&vault_client, vault.secret_backend) {
+        (Some(client), SecretBackendArg::Vault) => Some(vault.settings().kv_backend(client.clone())?),
+        _ => None,
+    };
     config.scheduler_interval =
         (args.scheduler_interval_seconds > 0).then(|| Duration::from_secs(args.scheduler_interval_seconds));
     config.worker_id = args.worker_id;

@@ -14,3 +14,4 @@ mod replicas;
 mod secrets;
 mod support;
 mod tls;
+mod vault_flags;
