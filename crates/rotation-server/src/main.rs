@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+mod config_file;
 use rotation_core::ports::CryptoProvider;
 use rotation_core::{Error, Result};
 use rotation_crypto::{MasterSecret, RingCrypto};
@@ -18,6 +20,10 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "rotation-server", version)]
 struct Cli {
+    /// TOML file with the same keys as the flags (e.g. `listen = "0.0.0.0:8443"`,
+    /// `vault_addr = "..."`); flags and environment take precedence over it.
+    #[arg(long, env = "ROTATION_CONFIG", global = true)]
+    config: Option<PathBuf>,
     /// Store URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
     #[arg(
         long,
@@ -64,6 +70,10 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert (needs --tls-cert).
     #[arg(long, env = "ROTATION_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Notification routing file (JSON, see the README); without it, notification
+    /// settings come from ROTATION_WEBHOOK_SECRET and ROTATION_SMTP_*.
+    #[arg(long, env = "ROTATION_NOTIFY_CONFIG")]
+    notify_config: Option<PathBuf>,
 }
 
 /// Where secret values and private keys live: the same flags and
@@ -103,7 +113,8 @@ struct VaultArgs {
 }
 
 /// `--secret-backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum SecretBackendArg {
     /// The store's own sealed table.
     Store,
@@ -112,7 +123,8 @@ enum SecretBackendArg {
 }
 
 /// `--custody`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum CustodyArg {
     /// Keys sealed under the master key in the store.
     Local,
@@ -178,7 +190,15 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Err(error) = apply_config_file(&matches, &mut cli) {
+        eprintln!("error[{}]: {}", error.reason, error.message);
+        return ExitCode::FAILURE;
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -199,6 +219,94 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Fills in what neither a flag nor the environment set from `--config`
+/// (precedence: flags > environment > file > defaults).
+fn apply_config_file(matches: &clap::ArgMatches, cli: &mut Cli) -> Result<()> {
+    use clap::parser::ValueSource;
+    let Some(path) = cli.config.clone() else {
+        return Ok(());
+    };
+    let file = config_file::read(&path)?;
+    let unset = |id: &str| {
+        !matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    macro_rules! fill {
+        ($target:expr, $key:ident) => {
+            if let Some(value) = file.$key
+                && unset(stringify!($key))
+            {
+                $target = value.into();
+            }
+        };
+    }
+    let enum_value = |key: &str, value: Option<String>| value.filter(|_| unset(key));
+    fill!(cli.store, store);
+    fill!(cli.master_key_file, master_key_file);
+    let serve = &mut cli.serve;
+    fill!(serve.listen, listen);
+    fill!(serve.scheduler_interval_seconds, scheduler_interval_seconds);
+    fill!(serve.worker_id, worker_id);
+    fill!(serve.lease_seconds, lease_seconds);
+    fill!(serve.body_limit_bytes, body_limit_bytes);
+    fill!(serve.request_timeout_seconds, request_timeout_seconds);
+    fill!(serve.tls_cert, tls_cert);
+    fill!(serve.tls_key, tls_key);
+    fill!(serve.notify_config, notify_config);
+    let vault = &mut cli.vault;
+    if let Some(v) = enum_value("secret_backend", file.secret_backend) {
+        vault.secret_backend = <SecretBackendArg as clap::ValueEnum>::from_str(&v, true).map_err(|_| {
+            Error::invalid_input(format!(
+                "config file {}: secret_backend must be store or vault",
+                path.display()
+            ))
+        })?;
+    }
+    if let Some(v) = enum_value("custody", file.custody) {
+        vault.custody = <CustodyArg as clap::ValueEnum>::from_str(&v, true).map_err(|_| {
+            Error::invalid_input(format!(
+                "config file {}: custody must be local or vault",
+                path.display()
+            ))
+        })?;
+    }
+    fill!(vault.vault_addr, vault_addr);
+    if std::env::var_os("VAULT_TOKEN").is_none() {
+        fill!(vault.vault_token, vault_token);
+    }
+    fill!(vault.vault_role_id, vault_role_id);
+    fill!(vault.vault_secret_id, vault_secret_id);
+    fill!(vault.vault_namespace, vault_namespace);
+    fill!(vault.vault_kv_mount, vault_kv_mount);
+    fill!(vault.vault_kv_prefix, vault_kv_prefix);
+    fill!(vault.vault_transit_mount, vault_transit_mount);
+    Ok(())
+}
+
+/// The notifier of a `--notify-config` routing file (errors give the
+/// position, never the contents: the file may hold secrets).
+fn notifier_from_file(path: &std::path::Path) -> Result<Arc<dyn rotation_core::ports::Notifier>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid_input(format!(
+            "cannot read the notification config (--notify-config, ROTATION_NOTIFY_CONFIG) {}: {e}",
+            path.display()
+        ))
+    })?;
+    let config: rotation_notify::RouterConfig = serde_json::from_str(&text).map_err(|e| {
+        Error::invalid_input(format!(
+            "the notification config (--notify-config, ROTATION_NOTIFY_CONFIG) {} is not valid: {:?} error at line {} column {}",
+            path.display(),
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let crypto: Arc<dyn CryptoProvider> = Arc::new(RingCrypto::new());
+    Ok(Arc::new(rotation_notify::Router::from_config(&config, crypto)?))
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -245,6 +353,9 @@ async fn serve(store: &str, key_file: Option<PathBuf>, args: ServeArgs, vault: &
     config.body_limit = args.body_limit_bytes;
     config.request_timeout = Duration::from_secs(args.request_timeout_seconds.max(1));
     config.clock = rotation_app::clock_from_env()?;
+    if let Some(path) = &args.notify_config {
+        config.notifier = Some(notifier_from_file(path)?);
+    }
     config.tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(rotation_server::tls::load(cert, key)?),
         (None, None) => None,

@@ -101,7 +101,7 @@ async fn token_create_then_serve_then_sigterm() {
 }
 
 /// A store with its 0600 key file, as `rotation init` leaves it.
-async fn store_with_key_file(dir: &std::path::Path) -> String {
+pub(crate) async fn store_with_key_file(dir: &std::path::Path) -> String {
     let url = format!("sqlite://{}", dir.join("rotation.db").display());
     init_store(&url).await;
     std::fs::OpenOptions::new()

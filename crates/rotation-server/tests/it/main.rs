@@ -6,6 +6,7 @@ mod api;
 mod audit;
 mod auth;
 mod binary;
+mod config_file;
 mod openapi;
 mod ops;
 mod postgres;
