@@ -53,7 +53,8 @@ from openapi_spec_validator import validate
 validate(json.load(urllib.request.urlopen(sys.argv[1])))
 print('xtask: the OpenAPI document is valid')";
 
-/// Seeds an authority, keyring, value, chain and policy through the API
+/// Seeds an authority, keyring, value, chain, policies, a secret
+/// (`fuzz/app`) and a schedule through the API
 /// (argv[1]: base URL; the token in `FUZZ_TOKEN`) and writes a
 /// `schemathesis.toml` that pins the path parameters to them, so the second
 /// pass reaches past 404s into the handlers' logic.
@@ -69,11 +70,16 @@ call("POST", "/v1/keyrings", {"name": "fuzz-ring"})
 call("POST", "/v1/keyrings/fuzz-ring/values", {"id": "org-fuzz", "value": "fuzz"})
 call("POST", "/v1/chains", {"agent_id": "agent-fuzz", "authority_id": "org-fuzz", "capabilities": ["read"]})
 call("PUT", "/v1/policies/fuzz-ring", {"trigger": {"max_age_days": 30}})
+call("PUT", "/v1/policies/fuzz-daily", {"interval_days": 1})
+call("PUT", "/v1/secrets/fuzz/app", {"value": "fuzz-value-1"})
+schedule = call("POST", "/v1/schedules", {"target": "authority:org-fuzz", "policy": "fuzz-daily"})["id"]
 key = call("GET", "/v1/authorities/org-fuzz")["current_key_id"]
 with open("schemathesis.toml", "w") as f:
     f.write('[parameters]\n"path.id" = "org-fuzz"\n"path.name" = "fuzz-ring"\n'
-            '"path.agent" = "agent-fuzz"\n"path.key_id" = "%s"\n' % key)
-print("xtask: seeded org-fuzz, fuzz-ring, agent-fuzz")"#;
+            '"path.agent" = "agent-fuzz"\n"path.key_id" = "%s"\n"path.path" = "fuzz/app"\n'
+            '\n[[operations]]\ninclude-path = "/v1/schedules/{id}/resume"\n'
+            'parameters = { "path.id" = "%s" }\n' % (key, schedule))
+print("xtask: seeded org-fuzz, fuzz-ring, agent-fuzz, secret fuzz/app, schedule " + schedule)"#;
 
 /// The virtualenv with schemathesis and openapi-spec-validator, installed on first use.
 fn schemathesis() -> Result<PathBuf> {
