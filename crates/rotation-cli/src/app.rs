@@ -110,12 +110,15 @@ impl Context {
         let custody: Arc<dyn KeyCustody> =
             if let Some(client) = vault.clone().filter(|_| self.global.custody == CustodyArg::Vault) {
                 self.vault_settings().transit_custody(client)?
-            } else if unlock {
-                let params = master_key::current_params(store.as_ref()).await?;
-                let secret = self.master_secret(Some(&params))?;
-                Arc::new(master_key::unlock(store.as_ref(), &secret).await?)
             } else {
-                Arc::new(LockedCustody)
+                // Local custody: the store must be initialised, even for read-only commands.
+                let params = master_key::current_params(store.as_ref()).await?;
+                if unlock {
+                    let secret = self.master_secret(Some(&params))?;
+                    Arc::new(master_key::unlock(store.as_ref(), &secret).await?)
+                } else {
+                    Arc::new(LockedCustody)
+                }
             };
         let engine = self.engine_with(store, custody);
         Ok(

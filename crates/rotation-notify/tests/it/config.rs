@@ -1,3 +1,5 @@
+//! Notification configuration: defaults, unknown keys, Debug without secrets.
+
 use rotation_notify::{
     Router, RouterConfig, Secret, SmtpConfig, SmtpNotifier, SmtpTls, WebhookClient, WebhookNotifier, WebhookOptions,
 };

@@ -1,3 +1,5 @@
+//! The router: each recipient kind reaches its channel; unknown or unconfigured kinds are refused.
+
 use std::sync::Arc;
 
 use rotation_core::Reason;

@@ -1,3 +1,5 @@
+//! SMTP delivery to a real local SMTP listener.
+
 use rotation_core::Reason;
 use rotation_core::ports::Notifier;
 use rotation_notify::{Secret, SmtpConfig, SmtpNotifier, SmtpTls};

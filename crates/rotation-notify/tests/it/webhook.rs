@@ -1,3 +1,5 @@
+//! Webhook delivery to real local HTTP listeners: signatures, retries, failures.
+
 use std::sync::Arc;
 use std::time::Instant;
 
