@@ -79,7 +79,7 @@ pub(crate) async fn get_dispatch(
     match split_action(&raw) {
         (path, None) => {
             if query.0.limit.is_some() {
-                caller.require(Role::Operator)?;
+                caller.require(Role::Admin)?;
                 return Err(Error::invalid_input("limit applies to :history only").into());
             }
             read_secret(state, caller, Path(path.to_owned()), query).await
@@ -298,7 +298,7 @@ fn expose<S: serde::Serializer>(value: &SecretValue, s: S) -> Result<S::Ok, S::E
 
 #[utoipa::path(get, path = "/v1/secrets/{path}", tag = "secrets",
     params(("path" = String, Path, description = "Secret path, e.g. `db/prod/app` (`/` as is or `%2F`)"), ("version" = Option<u32>, Query, description = "A version number"), ("stage" = Option<String>, Query, description = "`current` (default), `pending` or `previous`")),
-    responses((status = 200, description = "The value (operator; audited `secret_read`; `Cache-Control: no-store`)", body = SecretValueView)))]
+    responses((status = 200, description = "The value (admin; audited `secret_read`; `Cache-Control: no-store`)", body = SecretValueView)))]
 /// Reads a version's value.
 pub(crate) async fn read_secret(
     State(state): State<AppState>,
@@ -306,7 +306,8 @@ pub(crate) async fn read_secret(
     Path(path): Path<String>,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult<Response> {
-    caller.require(Role::Operator)?;
+    // Reading a value is an admin's right (issue 7); it is audited as `secret_read`.
+    caller.require(Role::Admin)?;
     let selector = match (q.version, q.stage.as_deref()) {
         (Some(_), Some(_)) => return Err(Error::invalid_input("give at most one of version and stage").into()),
         (Some(n), None) => VersionSelector::Version(n),

@@ -96,18 +96,18 @@ async fn secrets_put_get_list_rotate_validate_history_status() {
         "forbidden",
     );
 
-    // Reading a value: operator, no-store, audited.
-    let (status, cache, got) = read_value(&s, "/v1/secrets/db/prod/app", &s.operator).await;
+    // Reading a value: admin only, no-store, audited.
+    let (status, cache, got) = read_value(&s, "/v1/secrets/db/prod/app", &s.admin).await;
     assert_eq!(status, StatusCode::OK, "{got}");
     assert_eq!(cache.as_deref(), Some("no-store"));
     assert_eq!(got["value"], second);
     assert_eq!(got["version"], 2);
     assert_eq!(got["path"], "db/prod/app");
     assert!(got["created_at"].is_string() && got["attributes"].is_object(), "{got}");
-    let (status, _, got) = read_value(&s, "/v1/secrets/db%2Fprod%2Fapp?version=1", &s.operator).await;
+    let (status, _, got) = read_value(&s, "/v1/secrets/db%2Fprod%2Fapp?version=1", &s.admin).await;
     assert_eq!(status, StatusCode::OK, "percent-encoded slashes work: {got}");
     assert_eq!(got["value"], first);
-    let (_, _, got) = read_value(&s, "/v1/secrets/db/prod/app?stage=previous", &s.operator).await;
+    let (_, _, got) = read_value(&s, "/v1/secrets/db/prod/app?stage=previous", &s.admin).await;
     assert_eq!(got["version"], 1);
     assert_error(
         &s.get("/v1/secrets/db/prod/app", &s.viewer).await,
@@ -115,23 +115,27 @@ async fn secrets_put_get_list_rotate_validate_history_status() {
         "forbidden",
     );
     assert_error(
-        &s.get("/v1/secrets/db/prod/app?stage=pending", &s.operator).await,
+        &s.get("/v1/secrets/db/prod/app", &s.operator).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &s.get("/v1/secrets/db/prod/app?stage=pending", &s.admin).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     assert_error(
-        &s.get("/v1/secrets/db/prod/app?stage=newest", &s.operator).await,
+        &s.get("/v1/secrets/db/prod/app?stage=newest", &s.admin).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_input",
     );
     assert_error(
-        &s.get("/v1/secrets/db/prod/app?stage=current&version=1", &s.operator)
-            .await,
+        &s.get("/v1/secrets/db/prod/app?stage=current&version=1", &s.admin).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_input",
     );
     assert_error(
-        &s.get("/v1/secrets/db/nowhere", &s.operator).await,
+        &s.get("/v1/secrets/db/nowhere", &s.admin).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
@@ -204,7 +208,7 @@ async fn secrets_put_get_list_rotate_validate_history_status() {
         )
         .await;
     assert_eq!(once["new_version"], twice["new_version"], "{twice}");
-    let (_, _, got) = read_value(&s, "/v1/secrets/db/prod/app", &s.operator).await;
+    let (_, _, got) = read_value(&s, "/v1/secrets/db/prod/app", &s.admin).await;
     assert_eq!(got["value"], "given-value-5e21");
 
     // An API key rotates dual-write: old and new are both valid during the grace period.
@@ -216,14 +220,14 @@ async fn secrets_put_get_list_rotate_validate_history_status() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{put}");
-    let (_, _, old) = read_value(&s, "/v1/secrets/api/partner", &s.operator).await;
+    let (_, _, old) = read_value(&s, "/v1/secrets/api/partner", &s.admin).await;
     let old = old["value"].as_str().unwrap().to_owned();
     assert_eq!(old.len(), 64);
     let (status, rotated) = s.post("/v1/secrets/api/partner:rotate", &s.operator, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     assert_eq!(rotated["strategy"], "dual-write");
     assert!(rotated["grace_period_end"].is_string(), "{rotated}");
-    let (_, _, new) = read_value(&s, "/v1/secrets/api/partner", &s.operator).await;
+    let (_, _, new) = read_value(&s, "/v1/secrets/api/partner", &s.admin).await;
     let new = new["value"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
     let (status, v) = s
