@@ -221,11 +221,15 @@ impl Engine {
     async fn journaled_plan(&self, run: &Run) -> Result<Plan> {
         let events = self
             .store
-            .list_audit_for_target(&run.target.to_string(), 100_000)
+            .query_audit(&crate::ports::AuditQuery {
+                event: Some(event::ROTATION_STARTED.to_owned()),
+                rotation_id: Some(run.rotation_id),
+                limit: 1,
+                ..crate::ports::AuditQuery::default()
+            })
             .await?;
         let started = events
-            .iter()
-            .find(|e| e.rotation_id == Some(run.rotation_id) && e.event == event::ROTATION_STARTED)
+            .first()
             .ok_or_else(|| Error::tampered(format!("rotation {} has no rotation_started event", run.rotation_id)))?;
         serde_json::from_value(started.details["plan"].clone())
             .map_err(|_| Error::tampered(format!("rotation {} has no readable plan", run.rotation_id)))

@@ -394,26 +394,33 @@ impl Engine {
         self.secret(path).await?;
         let target = Target::Secret(path.to_owned());
         let runs = self.store.list_runs(Some(&target), limit).await?;
-        let events = self.store.list_audit_for_target(&target.to_string(), 10_000).await?;
         let now = self.now();
-        Ok(runs
-            .into_iter()
-            .map(|run| {
-                // Events come newest first; steps read oldest first.
-                let steps: Vec<StepRecord> = events
-                    .iter()
-                    .rev()
-                    .filter(|e| e.rotation_id == Some(run.rotation_id) && e.event == event::SECRET_STEP)
-                    .map(|e| StepRecord {
-                        at: e.at,
-                        step: e.details["step"].as_str().unwrap_or_default().to_owned(),
-                        ok: e.details["ok"].as_bool().unwrap_or(false),
-                        log: e.details["log"].as_str().unwrap_or_default().to_owned(),
-                    })
-                    .collect();
-                history_entry(&run, steps, now)
-            })
-            .collect())
+        let mut history = Vec::with_capacity(runs.len());
+        for run in runs {
+            // One indexed query per run (its step events, newest first), so
+            // a secret with a long history never loses an older run's steps.
+            let events = self
+                .store
+                .query_audit(&crate::ports::AuditQuery {
+                    event: Some(event::SECRET_STEP.to_owned()),
+                    rotation_id: Some(run.rotation_id),
+                    limit: 10_000,
+                    ..crate::ports::AuditQuery::default()
+                })
+                .await?;
+            let steps: Vec<StepRecord> = events
+                .iter()
+                .rev()
+                .map(|e| StepRecord {
+                    at: e.at,
+                    step: e.details["step"].as_str().unwrap_or_default().to_owned(),
+                    ok: e.details["ok"].as_bool().unwrap_or(false),
+                    log: e.details["log"].as_str().unwrap_or_default().to_owned(),
+                })
+                .collect();
+            history.push(history_entry(&run, steps, now));
+        }
+        Ok(history)
     }
 
     /// Rotation status of a secret.
