@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask ci`: `cargo fmt --check`, `cargo clippy --workspace
 //!   --all-targets -- -D warnings`, `cargo deny check bans licenses sources`
-//!   (when cargo-deny is installed), then `cargo xtask test`.
+//!   (when cargo-deny is installed), then `cargo xtask test`; without
+//!   incremental caches, printing the free disk space before and after.
 //! - `cargo xtask test [ARGS...]`: every test of the workspace (nextest when
 //!   installed, plus doc tests). Services the tests need are started here and
 //!   stopped afterwards: a throwaway PostgreSQL (see [`postgres`]) unless
@@ -23,6 +24,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 mod bench_http;
@@ -68,10 +70,32 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Set by `cargo xtask ci`: a one-off build from a clean clone gains nothing
+/// from incremental caches, which roughly double the target directory.
+static ONE_OFF_BUILD: AtomicBool = AtomicBool::new(false);
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    if ONE_OFF_BUILD.load(Ordering::Relaxed) {
+        c.env("CARGO_INCREMENTAL", "0");
+    }
     c
+}
+
+/// Prints the free space where the build writes, so a CI log shows it when
+/// a build dies of a full disk.
+fn report_disk(when: &str) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let dir = if target.exists() { target } else { root() };
+    if let Ok(out) = Command::new("df").arg("-h").arg(&dir).output() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = text.lines().nth(1) {
+            eprintln!("xtask: disk {when}: {line}");
+        }
+    }
 }
 
 fn run(step: &str, mut command: Command) -> Result {
@@ -95,6 +119,14 @@ fn has(program: &str, probe: &[&str]) -> bool {
 }
 
 fn ci() -> Result {
+    ONE_OFF_BUILD.store(true, Ordering::Relaxed);
+    report_disk("before the build");
+    let result = ci_steps();
+    report_disk("after the tests");
+    result
+}
+
+fn ci_steps() -> Result {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run("cargo fmt --check", fmt)?;
