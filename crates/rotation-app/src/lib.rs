@@ -245,6 +245,12 @@ impl KeyCustody for LockedCustody {
         Err(locked())
     }
 
+    /// Needs no master secret: retiring a local key changes nothing in the
+    /// custody (see `LocalCustody`), so revocation works while locked.
+    async fn retire_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()> {
+        rotation_crypto::custody::check_local_key(key_id, key)
+    }
+
     async fn create_data_key(&self, _keyring: &KeyringName, _version: u32) -> Result<(DataKey, CustodyRef)> {
         Err(locked())
     }

@@ -97,12 +97,7 @@ impl LocalCustody {
     }
 
     fn unseal(&self, key_id: &KeyId, key: &CustodyRef) -> Result<Ed25519KeyPair> {
-        if key.custody != LOCAL_CUSTODY {
-            return Err(Error::invalid_input(format!(
-                "key {key_id} is held by custody {:?}, not {LOCAL_CUSTODY:?}",
-                key.custody
-            )));
-        }
+        check_local_key(key_id, key)?;
         let pkcs8 = sealed::open(self.kek_for(&key.handle)?.data_key(), &Self::aad(key_id), &key.handle)
             .map_err(|_| Error::tampered(format!("sealed private key of {key_id} does not open under this KEK")))?;
         Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| {
@@ -110,6 +105,19 @@ impl LocalCustody {
                 "private key of {key_id} is not a valid Ed25519 PKCS#8 document"
             ))
         })
+    }
+}
+
+/// `Ok` for a key held by the local custody, `invalid_input` naming the
+/// custody that holds it otherwise.
+pub fn check_local_key(key_id: &KeyId, key: &CustodyRef) -> Result<()> {
+    if key.custody == LOCAL_CUSTODY {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!(
+            "key {key_id} is held by custody {:?}, not {LOCAL_CUSTODY:?}; run this with that custody configured",
+            key.custody
+        )))
     }
 }
 
@@ -154,6 +162,12 @@ impl KeyCustody for LocalCustody {
     async fn destroy_signing_key(&self, _key_id: &KeyId, _key: &CustodyRef) -> Result<()> {
         // The sealed key lives only in the key record, which the engine deletes.
         Ok(())
+    }
+
+    async fn retire_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()> {
+        // The sealed private key lives only in the key record; the engine
+        // never signs with a revoked key, so nothing here holds it open.
+        check_local_key(key_id, key)
     }
 
     async fn create_data_key(&self, keyring: &KeyringName, version: u32) -> Result<(DataKey, CustodyRef)> {

@@ -12,7 +12,12 @@
 //!   the stored [`CustodyRef`] handle is `{"key": <name>, "version": 1}`
 //!   (JSON), so signing is pinned to that version. The public key comes
 //!   from the key's metadata (`GET <mount>/keys/<name>`). A rolled-back
-//!   key is deleted (`deletion_allowed`, then `DELETE`).
+//!   key is deleted (`deletion_allowed`, then `DELETE`), and so is a key
+//!   being revoked (after its grace period, or forced): from then on the
+//!   server cannot sign with it. Deletion rather than
+//!   `min_encryption_version`: with one version per transit key, raising
+//!   the minimum would need a second, signing-capable version. The public
+//!   key stays in our store, and verification never asks the server.
 //! - **Signing** is `POST <mount>/sign/<name>` with `batch_input`, at most
 //!   [`SIGN_BATCH`] items per request (OpenBao's default listener refuses a
 //!   JSON body with more than 1,000 strings, `max_request_json_strings`),
@@ -115,6 +120,23 @@ impl VaultTransitCustody {
             )));
         }
         Ok(name.to_owned())
+    }
+
+    /// Deletes a signing key from the server (`deletion_allowed`, then
+    /// `DELETE`); a key that is already gone is fine.
+    async fn delete_key(&self, name: &str) -> Result<()> {
+        let config = format!("{}/keys/{name}/config", self.mount);
+        match self
+            .client
+            .write(&config, &json!({"deletion_allowed": true}), Retry::Safe)
+            .await
+        {
+            Ok(_) => {}
+            // "no existing key named ... could be found": already gone.
+            Err(e) if e.reason == Reason::InvalidInput && e.message.contains("no existing key") => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.client.delete(&format!("{}/keys/{name}", self.mount)).await
     }
 
     async fn ensure_wrap_key(&self) -> Result<()> {
@@ -262,18 +284,13 @@ impl KeyCustody for VaultTransitCustody {
             Err(e) if e.reason == Reason::Tampered => return Err(e),
             Err(_) => return Ok(()), // another custody's key: nothing of ours to destroy
         };
-        let config = format!("{}/keys/{name}/config", self.mount);
-        match self
-            .client
-            .write(&config, &json!({"deletion_allowed": true}), Retry::Safe)
-            .await
-        {
-            Ok(_) => {}
-            // "no existing key named ... could be found": already gone.
-            Err(e) if e.reason == Reason::InvalidInput && e.message.contains("no existing key") => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        self.client.delete(&format!("{}/keys/{name}", self.mount)).await
+        self.delete_key(&name).await
+    }
+
+    async fn retire_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()> {
+        // Another custody's key is an error here: it cannot be retired from this server.
+        let name = self.handle_name(key_id, key)?;
+        self.delete_key(&name).await
     }
 
     async fn create_data_key(&self, keyring: &KeyringName, version: u32) -> Result<(DataKey, CustodyRef)> {

@@ -342,6 +342,12 @@ impl Engine {
             )
             .with_authority(authority));
         }
+        // Unusable for signing before the revocation commits: if the custody
+        // cannot be reached, the key stays in grace and the call can be retried.
+        self.custody
+            .retire_signing_key(key_id, &key.custody)
+            .await
+            .map_err(|e| e.with_authority(authority))?;
         key.state = KeyState::Revoked;
         key.revoked_at = Some(now);
         key.revocation_reason = options.reason.clone();

@@ -47,6 +47,15 @@ pub trait KeyCustody: Send + Sync {
     /// succeed for keys that were never created or already destroyed.
     async fn destroy_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()>;
 
+    /// Makes a key that is being revoked (its grace period over, or a
+    /// forced revocation) unusable for signing; the engine calls it before
+    /// the revocation commits, so a failure leaves the key in grace and the
+    /// revocation can be retried. Must succeed for a key already retired.
+    /// Verification is unaffected: it uses the public key kept in the store.
+    /// A key held by another custody is `invalid_input`: a custody never
+    /// claims to have retired a key it cannot reach.
+    async fn retire_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()>;
+
     /// Creates a random 256-bit data key for `keyring` version `version`;
     /// returns it and its wrapped form (the only form that is stored).
     async fn create_data_key(&self, keyring: &KeyringName, version: u32) -> Result<(DataKey, CustodyRef)>;

@@ -65,6 +65,7 @@ async fn a_rolled_back_rotation_keeps_the_prepublished_key() {
             inner: h.custody.clone(),
             corrupt_probe: true,
             fail_batches: false,
+            fail_retire: false,
         }),
         "b",
     );

@@ -116,6 +116,39 @@ async fn forced_revocation_needs_a_reason_and_is_audited() {
 }
 
 #[tokio::test]
+async fn a_custody_that_cannot_retire_the_key_leaves_it_in_grace_and_the_revocation_can_be_retried() {
+    use rotation_core::authority::KeyState;
+    let h = Harness::new();
+    let id = h.setup(1).await;
+    let engine = h.engine("p");
+    let result = engine.rotate_key(rotate(&id)).await.unwrap();
+    h.clock.advance(TimeDelta::hours(25));
+    let unreachable = std::sync::Arc::new(crate::support::MisbehavingCustody {
+        inner: h.custody.clone(),
+        corrupt_probe: false,
+        fail_batches: false,
+        fail_retire: true,
+    });
+    let failing = h.engine_with(h.store.clone(), unreachable, "p");
+    let events_before = engine.audit_events(1000).await.unwrap().len();
+    let error = failing
+        .revoke_old_key(&id, &result.old_key_id, RevokeOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason, Reason::BackendUnavailable);
+    assert_eq!(error.authority_id.as_deref(), Some(id.as_str()));
+    let old = h.store.get_key(&result.old_key_id).await.unwrap().unwrap();
+    assert_eq!(old.state, KeyState::Grace, "nothing changed");
+    assert_eq!(engine.audit_events(1000).await.unwrap().len(), events_before);
+
+    let key = engine
+        .revoke_old_key(&id, &result.old_key_id, RevokeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(key.state, KeyState::Revoked);
+}
+
+#[tokio::test]
 async fn keys_past_grace_are_revoked_automatically_only_where_the_policy_says_so() {
     use rotation_core::authority::KeyState;
     use rotation_core::ids::Target;

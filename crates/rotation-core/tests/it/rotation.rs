@@ -45,6 +45,7 @@ async fn a_key_that_fails_verification_is_rolled_back() {
         inner: h.custody.clone(),
         corrupt_probe: true,
         fail_batches: false,
+        fail_retire: false,
     });
     let engine = h.engine_with(h.store.clone(), broken, "p");
     let before = engine.authority(&id).await.unwrap();
@@ -89,6 +90,7 @@ async fn a_failure_after_promotion_keeps_chains_valid_and_the_next_rotation_fini
         inner: h.custody.clone(),
         corrupt_probe: false,
         fail_batches: true,
+        fail_retire: false,
     });
     let engine = h.engine_with(h.store.clone(), failing, "p");
     let error = engine.rotate_key(rotate(&id)).await.unwrap_err();

@@ -118,6 +118,8 @@ pub(crate) struct MisbehavingCustody {
     pub(crate) corrupt_probe: bool,
     /// Fail batches of more than one message (re-signing).
     pub(crate) fail_batches: bool,
+    /// Fail retiring keys (revocation).
+    pub(crate) fail_retire: bool,
 }
 
 #[async_trait]
@@ -146,6 +148,13 @@ impl KeyCustody for MisbehavingCustody {
 
     async fn destroy_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()> {
         self.inner.destroy_signing_key(key_id, key).await
+    }
+
+    async fn retire_signing_key(&self, key_id: &KeyId, key: &CustodyRef) -> Result<()> {
+        if self.fail_retire {
+            return Err(rotation_core::Error::backend("custody unreachable"));
+        }
+        self.inner.retire_signing_key(key_id, key).await
     }
 
     async fn create_data_key(&self, keyring: &KeyringName, version: u32) -> Result<(DataKey, CustodyRef)> {

@@ -184,6 +184,13 @@ impl rotation_core::ports::KeyCustody for DownCustody {
     ) -> rotation_core::Result<()> {
         Err(down())
     }
+    async fn retire_signing_key(
+        &self,
+        _: &rotation_core::ids::KeyId,
+        _: &rotation_core::authority::CustodyRef,
+    ) -> rotation_core::Result<()> {
+        Err(down())
+    }
     async fn create_data_key(
         &self,
         _: &rotation_core::ids::KeyringName,

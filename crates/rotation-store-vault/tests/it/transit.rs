@@ -126,3 +126,86 @@ async fn keyrings_work_with_data_keys_wrapped_by_transit() {
         assert_eq!(plain.as_slice(), format!("secret {id}").as_bytes());
     }
 }
+
+#[tokio::test]
+async fn a_revoked_key_can_no_longer_sign_in_the_server_and_its_chains_stay_verifiable() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let custody = transit();
+    let e = engine(store.clone(), custody.clone());
+    let id = AuthorityId::parse(fresh("org")).unwrap();
+    e.create_authority(NewAuthority {
+        id: id.clone(),
+        name: None,
+        rotation_period_days: None,
+        grace_period_hours: Some(0),
+    })
+    .await
+    .unwrap();
+    e.issue_chains(&[IssueRequest {
+        agent_id: AgentId::parse("agent-1").unwrap(),
+        authority_id: id.clone(),
+        capabilities: vec!["read".into()],
+        delegate_to: None,
+    }])
+    .await
+    .unwrap();
+    let result = e.rotate_key(RotateRequest::new(id.clone())).await.unwrap();
+    let old_name = rotation_store_vault::transit::transit_key_name(&result.old_key_id);
+    let old = store.get_key(&result.old_key_id).await.unwrap().unwrap();
+    // Until the revocation the old key still exists in the server.
+    assert_eq!(
+        crate::support::plain_get(&format!("transit/keys/{old_name}")).await.0,
+        200
+    );
+
+    e.revoke_old_key(&id, &result.old_key_id, Default::default())
+        .await
+        .unwrap();
+
+    // Gone from the server: neither our custody nor a plain client can sign with it.
+    let (status, body) = crate::support::plain_get(&format!("transit/keys/{old_name}")).await;
+    assert_eq!(status, 404, "{body}");
+    let (addr, token) = crate::support::server();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/transit/sign/{old_name}", addr.trim_end_matches('/')))
+        .header("X-Vault-Token", token)
+        .json(&serde_json::json!({"input": "aGVsbG8="}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_client_error(),
+        "signing with a revoked key must fail, got {}",
+        response.status()
+    );
+    assert!(
+        custody
+            .sign(&result.old_key_id, &old.custody, &[b"hello".to_vec()])
+            .await
+            .is_err()
+    );
+    // Retiring again is fine (a retried revocation), and the new key still signs.
+    custody
+        .retire_signing_key(&result.old_key_id, &old.custody)
+        .await
+        .unwrap();
+    assert!(e.verify_all_chains().await.unwrap().iter().all(|v| v.valid));
+    let after = e
+        .issue_chains(&[IssueRequest {
+            agent_id: AgentId::parse("agent-2").unwrap(),
+            authority_id: id.clone(),
+            capabilities: vec!["read".into()],
+            delegate_to: None,
+        }])
+        .await;
+    assert!(after.is_ok(), "{after:?}");
+    assert!(e.verify_all_chains().await.unwrap().iter().all(|v| v.valid));
+    // A key of another custody is refused, not silently "retired".
+    let (_, local, _) = local_engine();
+    let foreign = local.create_signing_key(&result.old_key_id).await.unwrap();
+    let refused = custody
+        .retire_signing_key(&result.old_key_id, &foreign.custody)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.reason, rotation_core::Reason::InvalidInput);
+}
