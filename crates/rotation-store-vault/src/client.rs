@@ -14,7 +14,10 @@ use tokio::sync::Mutex;
 /// How the client authenticates.
 #[derive(Clone)]
 pub enum VaultAuth {
-    /// A token given by the operator (`VAULT_TOKEN`); used as it is, never renewed.
+    /// A token given by the operator (`VAULT_TOKEN`). On first use the
+    /// client looks it up (`auth/token/lookup-self`); a renewable token with
+    /// a TTL is renewed (`renew-self`) when a third of its TTL is left. A
+    /// root or non-expiring token is used as it is.
     Token(SecretString),
     /// AppRole login (`auth/<mount>/login` with `role_id` and `secret_id`);
     /// the token it gives is renewed before it expires and replaced by a
@@ -84,10 +87,17 @@ pub enum Retry {
 
 struct TokenState {
     token: SecretString,
-    /// When the token should be renewed (AppRole tokens with a TTL).
+    /// When the token should be renewed (tokens with a TTL).
     renew_at: Option<Instant>,
     renewable: bool,
+    /// Whether the TTL and renewability are known (an operator's token is
+    /// looked up on first use; AppRole logins say them in their answer).
+    known: bool,
 }
+
+/// How long an operator's token that could not be renewed is used before
+/// renewing is tried again (there is no login to fall back on).
+const RENEW_RETRY: Duration = Duration::from_secs(30);
 
 /// A Vault/OpenBao HTTP client shared by the adapters of this crate.
 ///
@@ -139,6 +149,7 @@ impl VaultClient {
                 token: t.clone(),
                 renew_at: None,
                 renewable: false,
+                known: false,
             }),
             VaultAuth::AppRole { .. } => None,
         };
@@ -284,12 +295,21 @@ impl VaultClient {
     async fn token(&self) -> Result<SecretString> {
         let mut guard = self.token.lock().await;
         if let Some(state) = guard.as_mut() {
+            if !state.known && state.renew_at.is_none_or(|at| Instant::now() >= at) {
+                self.look_up(state).await;
+            }
             match state.renew_at {
                 Some(at) if Instant::now() >= at => {
                     if state.renewable
                         && let Ok(renewed) = self.renew(&state.token).await
                     {
                         *state = renewed;
+                        return Ok(state.token.clone());
+                    }
+                    if matches!(self.config.auth, VaultAuth::Token(_)) {
+                        // No login to fall back on: use the token until the
+                        // server refuses it, and try renewing again later.
+                        state.renew_at = Some(Instant::now() + RENEW_RETRY);
                         return Ok(state.token.clone());
                     }
                     // Not renewable (or past its max TTL): log in again below.
@@ -334,6 +354,30 @@ impl VaultClient {
         token_state(&answer.body, &path)
     }
 
+    /// Learns the TTL and renewability of an operator's token. A server
+    /// that cannot be reached leaves them unknown (asked again after
+    /// [`RENEW_RETRY`], so an outage does not double every request); a
+    /// token that may not look itself up is used as it is.
+    async fn look_up(&self, state: &mut TokenState) {
+        match self
+            .send(&Method::GET, "auth/token/lookup-self", None, Some(&state.token))
+            .await
+        {
+            Ok(answer) => {
+                let data = answer.body.get("data");
+                let ttl = data.and_then(|d| d.get("ttl")).and_then(Value::as_u64).unwrap_or(0);
+                state.renewable = data
+                    .and_then(|d| d.get("renewable"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                state.renew_at = renew_at(ttl);
+                state.known = true;
+            }
+            Err(f) if f.transient => state.renew_at = Some(Instant::now() + RENEW_RETRY),
+            Err(_) => state.known = true,
+        }
+    }
+
     async fn renew(&self, token: &SecretString) -> Result<TokenState> {
         let path = "auth/token/renew-self";
         let answer = self
@@ -362,9 +406,16 @@ fn token_state(body: &Value, path: &str) -> Result<TokenState> {
         .unwrap_or(false);
     Ok(TokenState {
         token: SecretString::from(token.to_owned()),
-        renew_at: (lease > 0).then(|| Instant::now() + Duration::from_millis(lease * 1000 * 2 / 3)),
+        renew_at: renew_at(lease),
         renewable,
+        known: true,
     })
+}
+
+/// When a token with `ttl` seconds left is due for renewal: when a third
+/// of it is left; never for a token without a TTL.
+fn renew_at(ttl: u64) -> Option<Instant> {
+    (ttl > 0).then(|| Instant::now() + Duration::from_millis(ttl * 1000 * 2 / 3))
 }
 
 /// A reqwest error without its URL (the address is in our message already).

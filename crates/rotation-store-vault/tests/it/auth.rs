@@ -134,3 +134,51 @@ async fn a_wrong_secret_id_is_refused() {
     );
     assert!(!err.message.contains("not-the-secret-id"), "{err}");
 }
+
+#[tokio::test]
+async fn an_operators_renewable_token_is_renewed_before_it_expires() {
+    let (addr, _) = server();
+    let root = root_client();
+    let policy = fresh("token-policy");
+    root.write(
+        &format!("sys/policies/acl/{policy}"),
+        &json!({"policy": "path \"secret/data/tests/*\" { capabilities = [\"create\", \"read\", \"update\"] }\n\
+                           path \"secret/metadata/tests/*\" { capabilities = [\"create\", \"read\", \"update\"] }"}),
+        Retry::Safe,
+    )
+    .await
+    .unwrap();
+    let created = root
+        .write(
+            "auth/token/create",
+            &json!({"policies": [policy], "ttl": "3s", "explicit_max_ttl": "60s", "renewable": true}),
+            Retry::ConnectOnly,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let token = created["auth"]["client_token"].as_str().unwrap().to_owned();
+    let client = VaultClient::new(VaultConfig::new(
+        addr,
+        VaultAuth::Token(SecretString::from(token.clone())),
+    ))
+    .unwrap();
+    assert!(!format!("{client:?}").contains(&token), "Debug hides the token");
+    let b = VaultKvBackend::new(Arc::new(client), "secret", &format!("tests/{}", fresh("token"))).unwrap();
+    b.write(
+        "renewed",
+        &SecretValue::new("v1"),
+        &[Stage::Current],
+        &BTreeMap::new(),
+        Some(0),
+    )
+    .await
+    .unwrap();
+    // Without renewal the token dies 3 s after its creation.
+    for i in 0..7 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        b.versions("renewed")
+            .await
+            .unwrap_or_else(|e| panic!("call {i} after {} s: {e}", i + 1));
+    }
+}
