@@ -139,4 +139,21 @@ fn an_authority_with_transit_custody_rotates_and_its_chains_verify() {
     let rotated = env.json(&[&v[..], &["authority", "rotate", &id]].concat());
     assert_eq!(rotated["chains_updated"], 1, "{rotated}");
     env.ok(&[&v[..], &["chain", "verify", "--all"]].concat());
+
+    // Revoking the old key deletes its transit key: the server can no longer sign with it.
+    let old = rotated["old_key_id"].as_str().unwrap();
+    let transit_key = format!(
+        "transit/keys/rotation-sign-{}",
+        old.replace('_', "_u").replace(':', "_c")
+    );
+    assert_eq!(plain_get(&transit_key).0, 200);
+    let revoke = ["authority", "revoke", &id, old, "--force", "--reason", "test"];
+    // Without the custody that holds the key it cannot be retired: refused, nothing changes.
+    let (reason, stderr) = env.fails(&revoke);
+    assert_eq!(reason, "invalid_input", "{stderr}");
+    assert!(stderr.contains("vault-transit"), "the custody is named: {stderr}");
+    assert_eq!(plain_get(&transit_key).0, 200);
+    env.ok(&[&v[..], &revoke].concat());
+    assert_eq!(plain_get(&transit_key).0, 404);
+    env.ok(&[&v[..], &["chain", "verify", "--all"]].concat());
 }
