@@ -190,6 +190,56 @@ impl SecretVersion {
     }
 }
 
+/// Applies label moves and attribute merges to `versions` with the
+/// [`SecretBackend`](crate::ports::SecretBackend) port's semantics, for
+/// every backend that keeps labels itself: each `(stage, Some(v))` moves the
+/// label to version `v` (off whichever version had it), `(stage, None)`
+/// removes it; an attribute with an empty value is removed. A version that
+/// does not exist is `not_found`, and then nothing is changed. Returns the
+/// versions that changed.
+pub fn apply_update(
+    versions: &mut [SecretVersion],
+    moves: &[(Stage, Option<u32>)],
+    attributes: &[(u32, BTreeMap<String, String>)],
+) -> Result<Vec<SecretVersion>> {
+    let targets = moves
+        .iter()
+        .filter_map(|(_, v)| *v)
+        .chain(attributes.iter().map(|(v, _)| *v));
+    for v in targets {
+        if !versions.iter().any(|x| x.version == v) {
+            return Err(Error::not_found(format!("version {v} not found")));
+        }
+    }
+    let before: Vec<SecretVersion> = versions.to_vec();
+    for (stage, target) in moves {
+        for x in versions.iter_mut() {
+            x.stages.retain(|s| s != stage);
+            if Some(x.version) == *target {
+                x.stages.push(*stage);
+                x.stages.sort();
+            }
+        }
+    }
+    for (v, attrs) in attributes {
+        if let Some(x) = versions.iter_mut().find(|x| x.version == *v) {
+            for (k, val) in attrs {
+                if val.is_empty() {
+                    x.attributes.remove(k);
+                } else {
+                    x.attributes.insert(k.clone(), val.clone());
+                }
+            }
+        }
+    }
+    Ok(versions
+        .iter()
+        .zip(before)
+        .filter(|(now, was)| **now != *was)
+        .map(|(now, _)| now.clone())
+        .collect())
+}
+
 /// Rotation strategy (seed 001).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -524,6 +574,51 @@ pub fn redact(text: &str, values: &[&SecretValue]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v(n: u32, stages: &[Stage]) -> SecretVersion {
+        SecretVersion {
+            path: "p".into(),
+            version: n,
+            stages: stages.to_vec(),
+            created_at: Timestamp::default(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn moving_a_label_takes_it_off_its_old_version() {
+        let mut versions = vec![
+            v(1, &[Stage::Previous]),
+            v(2, &[Stage::Current]),
+            v(3, &[Stage::Pending]),
+        ];
+        let changed = apply_update(
+            &mut versions,
+            &[
+                (Stage::Current, Some(3)),
+                (Stage::Previous, Some(2)),
+                (Stage::Pending, None),
+            ],
+            &[(2, BTreeMap::from([("grace_until".to_owned(), "x".to_owned())]))],
+        )
+        .unwrap();
+        assert_eq!(changed.len(), 3);
+        assert!(versions[0].stages.is_empty());
+        assert_eq!(versions[1].stages, vec![Stage::Previous]);
+        assert_eq!(versions[1].attr("grace_until"), Some("x"));
+        assert_eq!(versions[2].stages, vec![Stage::Current]);
+    }
+
+    #[test]
+    fn an_update_naming_a_missing_version_changes_nothing() {
+        let mut versions = vec![v(1, &[Stage::Current]), v(2, &[Stage::Pending])];
+        let before = versions.clone();
+        let moves = [(Stage::Current, Some(2)), (Stage::Previous, Some(9))];
+        assert!(apply_update(&mut versions, &moves, &[]).is_err());
+        let attrs = [(7, BTreeMap::from([("k".to_owned(), "v".to_owned())]))];
+        assert!(apply_update(&mut versions, &[(Stage::Current, Some(2))], &attrs).is_err());
+        assert_eq!(versions, before);
+    }
     use crate::error::Reason;
 
     fn counter_random() -> impl Fn(&mut [u8]) -> Result<()> {

@@ -49,7 +49,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rotation_core::error::{Error, Reason, Result};
 use rotation_core::ports::SecretBackend;
-use rotation_core::secret::{SecretValue, SecretVersion, Stage, VersionSelector, check_path};
+use rotation_core::secret::{SecretValue, SecretVersion, Stage, VersionSelector, apply_update, check_path};
 use rotation_core::time::Timestamp;
 use serde_json::{Map, Value, json};
 
@@ -300,47 +300,6 @@ fn encode_attributes(attributes: &BTreeMap<String, String>) -> Result<String> {
     Ok(json)
 }
 
-/// Label moves and attribute merges, with the port's semantics.
-fn apply_update(
-    versions: &mut [SecretVersion],
-    moves: &[(Stage, Option<u32>)],
-    attributes: &[(u32, BTreeMap<String, String>)],
-) -> Result<()> {
-    for (_, target) in moves {
-        if let Some(v) = target
-            && !versions.iter().any(|x| x.version == *v)
-        {
-            return Err(Error::not_found(format!("version {v} not found")));
-        }
-    }
-    for (v, _) in attributes {
-        if !versions.iter().any(|x| x.version == *v) {
-            return Err(Error::not_found(format!("version {v} not found")));
-        }
-    }
-    for (stage, target) in moves {
-        for x in versions.iter_mut() {
-            x.stages.retain(|s| s != stage);
-            if Some(x.version) == *target {
-                x.stages.push(*stage);
-                x.stages.sort();
-            }
-        }
-    }
-    for (v, attrs) in attributes {
-        if let Some(x) = versions.iter_mut().find(|x| x.version == *v) {
-            for (k, val) in attrs {
-                if val.is_empty() {
-                    x.attributes.remove(k);
-                } else {
-                    x.attributes.insert(k.clone(), val.clone());
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl SecretBackend for VaultKvBackend {
     fn name(&self) -> &'static str {
@@ -392,7 +351,7 @@ impl SecretBackend for VaultKvBackend {
         }
         let moves: Vec<(Stage, Option<u32>)> = stages.iter().map(|s| (*s, Some(version))).collect();
         let attrs = [(version, attributes.clone())];
-        self.modify(path, true, |versions| apply_update(versions, &moves, &attrs))
+        self.modify(path, true, |versions| apply_update(versions, &moves, &attrs).map(drop))
             .await?;
         Ok(version)
     }
@@ -442,7 +401,9 @@ impl SecretBackend for VaultKvBackend {
         attributes: &[(u32, BTreeMap<String, String>)],
     ) -> Result<()> {
         check_path(path)?;
-        self.modify(path, false, |versions| apply_update(versions, moves, attributes))
-            .await
+        self.modify(path, false, |versions| {
+            apply_update(versions, moves, attributes).map(drop)
+        })
+        .await
     }
 }

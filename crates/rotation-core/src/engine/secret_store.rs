@@ -15,7 +15,7 @@ use crate::error::{Error, Reason, Result};
 use crate::ids::{KeyringName, ValueId};
 use crate::keyring::{SealedValue, value_aad};
 use crate::ports::SecretBackend;
-use crate::secret::{SecretValue, SecretVersion, Stage, VersionSelector};
+use crate::secret::{SecretValue, SecretVersion, Stage, VersionSelector, apply_update};
 
 /// Name of the keyring sealing secrets held by the store backend.
 pub const SECRETS_KEYRING: &str = "rotation.secrets";
@@ -51,48 +51,6 @@ impl StoreSecretBackend {
         }
         Ok(name)
     }
-}
-
-/// Applies label moves and attribute merges to `versions`; returns the changed ones.
-fn apply_update(
-    versions: &mut [SecretVersion],
-    moves: &[(Stage, Option<u32>)],
-    attributes: &[(u32, BTreeMap<String, String>)],
-) -> Result<Vec<SecretVersion>> {
-    let before: Vec<SecretVersion> = versions.to_vec();
-    for (stage, target) in moves {
-        if let Some(v) = target
-            && !versions.iter().any(|x| x.version == *v)
-        {
-            return Err(Error::not_found(format!("version {v} not found")));
-        }
-        for x in versions.iter_mut() {
-            x.stages.retain(|s| s != stage);
-            if Some(x.version) == *target {
-                x.stages.push(*stage);
-                x.stages.sort();
-            }
-        }
-    }
-    for (v, attrs) in attributes {
-        let x = versions
-            .iter_mut()
-            .find(|x| x.version == *v)
-            .ok_or_else(|| Error::not_found(format!("version {v} not found")))?;
-        for (k, val) in attrs {
-            if val.is_empty() {
-                x.attributes.remove(k);
-            } else {
-                x.attributes.insert(k.clone(), val.clone());
-            }
-        }
-    }
-    Ok(versions
-        .iter()
-        .zip(before)
-        .filter(|(now, was)| **now != *was)
-        .map(|(now, _)| now.clone())
-        .collect())
 }
 
 #[async_trait]
@@ -213,46 +171,5 @@ impl SecretBackend for StoreSecretBackend {
             tx.put_secret_version(&changed).await?;
         }
         tx.commit().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::time::Timestamp;
-
-    fn v(n: u32, stages: &[Stage]) -> SecretVersion {
-        SecretVersion {
-            path: "p".into(),
-            version: n,
-            stages: stages.to_vec(),
-            created_at: Timestamp::default(),
-            attributes: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn moving_a_label_takes_it_off_its_old_version() {
-        let mut versions = vec![
-            v(1, &[Stage::Previous]),
-            v(2, &[Stage::Current]),
-            v(3, &[Stage::Pending]),
-        ];
-        let changed = apply_update(
-            &mut versions,
-            &[
-                (Stage::Current, Some(3)),
-                (Stage::Previous, Some(2)),
-                (Stage::Pending, None),
-            ],
-            &[(2, BTreeMap::from([("grace_until".to_owned(), "x".to_owned())]))],
-        )
-        .unwrap();
-        assert_eq!(changed.len(), 3);
-        assert!(versions[0].stages.is_empty());
-        assert_eq!(versions[1].stages, vec![Stage::Previous]);
-        assert_eq!(versions[1].attr("grace_until"), Some("x"));
-        assert_eq!(versions[2].stages, vec![Stage::Current]);
-        assert!(apply_update(&mut versions, &[(Stage::Current, Some(9))], &[]).is_err());
     }
 }
