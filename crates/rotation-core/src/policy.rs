@@ -44,6 +44,9 @@ pub enum Trigger {
     Any(Vec<Trigger>),
     /// Due when all of the triggers are.
     All(Vec<Trigger>),
+    /// Never due: a `manual` policy without a trigger (seed 003's manual
+    /// rotation type), rotated only on request.
+    Manual,
 }
 
 /// What a trigger is evaluated against.
@@ -258,7 +261,7 @@ impl Trigger {
         match self {
             Trigger::MaxAgeDays(0) => Err(invalid_field("max_age_days", "must be at least 1")),
             Trigger::MaxUses(0) => Err(invalid_field("max_uses", "must be at least 1")),
-            Trigger::MaxAgeDays(_) | Trigger::MaxUses(_) => Ok(()),
+            Trigger::MaxAgeDays(_) | Trigger::MaxUses(_) | Trigger::Manual => Ok(()),
             Trigger::Cron { expr, timezone } => {
                 parse_cron(expr)?;
                 parse_timezone(timezone)?;
@@ -297,6 +300,7 @@ impl Trigger {
         Ok(match self {
             Trigger::MaxAgeDays(days) => facts.now - facts.current_since >= TimeDelta::days(i64::from(*days)),
             Trigger::MaxUses(max) => facts.uses >= *max,
+            Trigger::Manual => false,
             Trigger::Cron { .. } | Trigger::Monthly { .. } => {
                 let from = match window {
                     Some(w) => facts.current_since.max(facts.now - w),
@@ -344,7 +348,7 @@ impl Trigger {
     pub fn next_due_estimate(&self, facts: &Facts) -> Result<Option<Timestamp>> {
         Ok(match self {
             Trigger::MaxAgeDays(days) => Some(facts.current_since + TimeDelta::days(i64::from(*days))),
-            Trigger::MaxUses(_) => None,
+            Trigger::MaxUses(_) | Trigger::Manual => None,
             Trigger::Cron { .. } | Trigger::Monthly { .. } => self.next_calendar_after(facts.current_since)?,
             Trigger::Any(list) => {
                 let mut best: Option<Timestamp> = None;
@@ -379,6 +383,12 @@ impl Policy {
             )
         })?;
         self.trigger.validate()?;
+        if self.trigger == Trigger::Manual && self.procedure.rotation_type != RotationType::Manual {
+            return Err(invalid_field(
+                "trigger",
+                "a policy without a trigger must have rotation type manual",
+            ));
+        }
         self.procedure.validate()
     }
 
@@ -526,11 +536,13 @@ impl PolicySpec {
         if let Some(m) = self.monthly {
             triggers.push(parse_monthly(&m)?);
         }
+        let manual = self.rotation_type.as_deref().map(str::trim) == Some("manual");
         let trigger = match triggers.len() {
+            0 if manual => Trigger::Manual,
             0 => {
                 return Err(invalid_field(
                     "trigger",
-                    "give --interval-days, --max-age-days, --max-uses, --cron or --monthly",
+                    "give --interval-days, --max-age-days, --max-uses, --cron or --monthly (or --rotation-type manual)",
                 ));
             }
             1 => triggers.remove(0),
@@ -849,6 +861,37 @@ mod tests {
 #[cfg(test)]
 mod spec_tests {
     use super::*;
+
+    #[test]
+    fn a_manual_policy_needs_no_trigger_and_never_fires() {
+        let now = Timestamp::default();
+        let manual = PolicySpec {
+            rotation_type: Some("manual".into()),
+            strategy: Some("staged".into()),
+            ..PolicySpec::default()
+        }
+        .into_policy("m", now)
+        .unwrap();
+        manual.validate().unwrap();
+        assert_eq!(manual.trigger, Trigger::Manual);
+        let facts = Facts {
+            now: now + TimeDelta::days(10_000),
+            current_since: now,
+            uses: u64::MAX,
+        };
+        assert!(!manual.fires(&facts).unwrap());
+        assert_eq!(manual.trigger.next_due_estimate(&facts).unwrap(), None);
+        // A trigger-less policy that claims to rotate automatically is refused.
+        let contradictory = Policy {
+            procedure: Procedure {
+                rotation_type: RotationType::Automatic,
+                ..manual.procedure.clone()
+            },
+            ..manual
+        };
+        let e = contradictory.validate().unwrap_err();
+        assert!(e.message.contains("`trigger`"), "{}", e.message);
+    }
 
     fn spec() -> PolicySpec {
         PolicySpec {

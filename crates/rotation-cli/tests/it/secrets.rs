@@ -448,3 +448,40 @@ fn audit_list_filters_and_pages() {
     let (reason, _) = env.fails(&["audit", "list", "--since", "yesterday"]);
     assert_eq!(reason, "invalid_input");
 }
+
+#[test]
+fn a_manual_policy_without_a_trigger_rotates_only_on_request() {
+    let env = Env::init();
+    env.ok(&[
+        "policy",
+        "set",
+        "by-hand",
+        "--rotation-type",
+        "manual",
+        "--strategy",
+        "staged",
+    ]);
+    let shown = env.json(&["policy", "show", "by-hand"]);
+    assert_eq!(shown["procedure"]["rotation_type"], "manual", "{shown}");
+    env.ok(&[
+        "secret",
+        "put",
+        "app/manual",
+        "--value",
+        "manual-before",
+        "--policy",
+        "by-hand",
+    ]);
+    env.ok(&["schedule", "add", "secret:app/manual", "--policy", "by-hand"]);
+    let due = env.json(&["schedule", "run-due"]);
+    assert_eq!(
+        env.ok(&["secret", "get", "app/manual"]).trim(),
+        "manual-before",
+        "{due}"
+    );
+    env.ok(&["secret", "rotate", "app/manual"]);
+    assert_ne!(env.ok(&["secret", "get", "app/manual"]).trim(), "manual-before");
+    let (reason, stderr) = env.fails(&["policy", "set", "nothing"]);
+    assert_eq!(reason, "invalid_policy", "{stderr}");
+    assert!(stderr.contains("--rotation-type manual"), "{stderr}");
+}

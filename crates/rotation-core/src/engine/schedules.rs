@@ -518,7 +518,9 @@ impl Engine {
         Ok(outcomes)
     }
 
-    async fn disable_previous(&self, secret: &crate::secret::Secret, version: u32) -> Result<()> {
+    /// Disables `version` at the target (`disable` step), marks it
+    /// `disabled_at`, audits and notifies `grace_period_ended`.
+    pub(super) async fn disable_previous(&self, secret: &crate::secret::Secret, version: u32) -> Result<()> {
         let backend = self.secret_backend();
         let target = self.resolver.target(secret)?;
         let previous = backend

@@ -372,6 +372,17 @@ impl Engine {
         let new_version = match written {
             Some(v) => v,
             None => {
+                // A dual-write grace period still running: this rotation takes
+                // the PREVIOUS label off that version, after which nothing would
+                // ever disable it, and its credential would stay valid at the
+                // target for good. So its grace period ends now, first.
+                if let Some(previous) = live.plan.previous_version
+                    && versions.iter().any(|v| {
+                        v.version == previous && v.attr("grace_until").is_some() && v.attr("disabled_at").is_none()
+                    })
+                {
+                    self.disable_previous(&live.secret, previous).await?;
+                }
                 let (value, mut attributes) = match caller_value {
                     Some(v) => {
                         let attrs = live.target.inspect(&live.secret, &v)?;

@@ -159,6 +159,20 @@ impl Engine {
         if let Some(p) = &request.policy {
             self.policy(p).await?;
         }
+        {
+            // A put during a rotation would lose its labels to the run's promotion.
+            let mut tx = self.store.begin().await?;
+            if let Some(run) = tx.active_run(&Target::Secret(request.path.clone())).await? {
+                return Err(Error::new(
+                    Reason::ConcurrentRotation,
+                    format!(
+                        "secret {} is being rotated (rotation {}); write it after the rotation ends",
+                        request.path, run.rotation_id
+                    ),
+                )
+                .with_rotation(run.rotation_id));
+            }
+        }
         let mut secret = existing.clone().unwrap_or_else(|| Secret {
             path: request.path.clone(),
             secret_type: request.secret_type.unwrap_or(SecretType::Generic),
@@ -194,6 +208,14 @@ impl Engine {
                 }
                 let attrs = target.inspect(&secret, &v)?;
                 (v, attrs)
+            }
+            None if secret.secret_type == SecretType::Database => {
+                // Generating here would store a password the role does not have.
+                return Err(Error::invalid_input(format!(
+                    "database secret {}: its value is the role's current password; give it with --value \
+                     (then `secret rotate` sets a new one at the database)",
+                    secret.path
+                )));
             }
             None => {
                 let ctx = StepContext {

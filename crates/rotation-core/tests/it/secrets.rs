@@ -752,3 +752,111 @@ async fn notify_before_sends_each_lead_time_once() {
         ]
     );
 }
+
+#[tokio::test]
+async fn rotating_again_during_a_dual_write_grace_period_disables_the_oldest_value_first() {
+    let s = Setup::new();
+    s.policy("p", Strategy::DualWrite, |p| p.grace_period_hours = Some(48))
+        .await;
+    s.put("api/key", "key-old-0001", Some("p")).await;
+    *s.target.accepted.lock().unwrap() = vec!["key-old-0001".into()];
+    s.engine().rotate_secret(rotate("api/key")).await.unwrap();
+    let second = s.value("api/key", Stage::Current).await.unwrap();
+    s.h.clock.advance(TimeDelta::hours(1));
+    s.engine().rotate_secret(rotate("api/key")).await.unwrap();
+    let third = s.value("api/key", Stage::Current).await.unwrap();
+    // Only the last two values are valid anywhere: the first was disabled
+    // at the target before its label moved on.
+    assert_eq!(*s.target.accepted.lock().unwrap(), vec![second.clone(), third]);
+    let engine = s.engine();
+    assert!(
+        !engine
+            .validate_secret("api/key", &SecretValue::new("key-old-0001"))
+            .await
+            .unwrap()
+            .valid
+    );
+    let v = engine
+        .validate_secret("api/key", &SecretValue::new(second))
+        .await
+        .unwrap();
+    assert!(v.valid && v.stage == Some(Stage::Previous));
+    let disabled = engine
+        .list_outbox(false, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.notification.event == "grace_period_ended")
+        .count();
+    assert_eq!(disabled, 1, "the early end is notified like any other");
+    // The second value's own grace period ends as usual.
+    s.h.clock.advance(TimeDelta::hours(49));
+    assert_eq!(engine.end_grace_periods().await.unwrap().len(), 1);
+    assert_eq!(s.target.accepted.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_put_during_a_rotation_is_concurrent_rotation_and_changes_nothing() {
+    let s = Setup::new();
+    s.put("app/busy", "value-before", None).await;
+    *s.target.slow_set.lock().unwrap() = Some(std::time::Duration::from_millis(300));
+    let engine = s.engine();
+    let (rotated, put) = tokio::join!(engine.rotate_secret(rotate("app/busy")), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        engine
+            .put_secret(PutSecret {
+                path: "app/busy".into(),
+                value: Some(SecretValue::new("value-put-midway")),
+                ..PutSecret::default()
+            })
+            .await
+    });
+    let rotated = rotated.unwrap();
+    let err = put.unwrap_err();
+    assert_eq!(err.reason, Reason::ConcurrentRotation, "{err}");
+    assert!(!err.to_string().contains("value-put-midway"));
+    let current = s.value("app/busy", Stage::Current).await.unwrap();
+    assert_ne!(current, "value-put-midway");
+    assert!(
+        engine
+            .get_secret("app/busy", VersionSelector::Version(3))
+            .await
+            .is_err(),
+        "no version was written by the refused put"
+    );
+    assert_eq!(rotated.new_version, Some(2));
+}
+
+#[tokio::test]
+async fn a_database_secret_is_never_given_a_generated_value_the_role_does_not_have() {
+    let s = Setup::new();
+    s.put("db/admin", "postgres://admin@localhost/db", None).await;
+    let config = rotation_core::secret::SecretConfig {
+        role: Some("app".into()),
+        admin_secret: Some("db/admin".into()),
+        ..Default::default()
+    };
+    let err = s
+        .engine()
+        .put_secret(PutSecret {
+            path: "db/app".into(),
+            secret_type: Some(SecretType::Database),
+            config: Some(config.clone()),
+            ..PutSecret::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::InvalidInput);
+    assert!(err.message.contains("--value"), "{err}");
+    assert!(s.engine().secret("db/app").await.is_err(), "nothing was stored");
+    s.engine()
+        .put_secret(PutSecret {
+            path: "db/app".into(),
+            secret_type: Some(SecretType::Database),
+            config: Some(config),
+            value: Some(SecretValue::new("the-roles-password")),
+            ..PutSecret::default()
+        })
+        .await
+        .unwrap();
+}
