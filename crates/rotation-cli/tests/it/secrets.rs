@@ -485,3 +485,56 @@ fn a_manual_policy_without_a_trigger_rotates_only_on_request() {
     assert_eq!(reason, "invalid_policy", "{stderr}");
     assert!(stderr.contains("--rotation-type manual"), "{stderr}");
 }
+
+#[test]
+fn a_strategy_the_target_cannot_carry_out_is_refused_when_put_or_scheduled() {
+    let env = Env::init();
+    env.ok(&[
+        "policy",
+        "set",
+        "dw",
+        "--interval-days",
+        "30",
+        "--strategy",
+        "dual-write",
+    ]);
+    env.ok(&[
+        "secret",
+        "put",
+        "db/admin",
+        "--value",
+        "postgres://admin@127.0.0.1:9/db",
+    ]);
+    let database = [
+        "secret",
+        "put",
+        "db/app",
+        "--type",
+        "database",
+        "--admin-secret",
+        "db/admin",
+        "--role",
+        "app",
+        "--value",
+        "the-roles-password",
+    ];
+    let (reason, stderr) = env.fails(&[&database[..], &["--policy", "dw"]].concat());
+    assert_eq!(reason, "invalid_policy", "{stderr}");
+    assert!(stderr.contains("strategy") && stderr.contains("dual-write"), "{stderr}");
+    assert_eq!(env.fails(&["secret", "get", "db/app"]).0, "not_found", "nothing stored");
+    env.ok(&database);
+    let (reason, stderr) = env.fails(&["schedule", "add", "secret:db/app", "--policy", "dw"]);
+    assert_eq!(reason, "invalid_policy", "{stderr}");
+    let (reason, _) = env.fails(&[
+        "secret",
+        "put",
+        "db/fresh",
+        "--type",
+        "database",
+        "--admin-secret",
+        "db/admin",
+        "--role",
+        "app",
+    ]);
+    assert_eq!(reason, "invalid_input", "a database secret's value must be given");
+}

@@ -74,7 +74,7 @@ impl Engine {
     /// `target` and rotates when it fires, `offset_seconds` later than the
     /// policy alone would (so paired credentials never rotate together).
     pub async fn add_policy_schedule(&self, target: Target, policy: &str, offset_seconds: i64) -> Result<Schedule> {
-        self.policy(policy).await?;
+        let policy_record = self.policy(policy).await?;
         if !(0..=MAX_OFFSET_SECONDS).contains(&offset_seconds) {
             return Err(Error::invalid_input(format!(
                 "the offset must be 0 to {} days",
@@ -89,7 +89,10 @@ impl Engine {
                 self.authority(id).await?;
             }
             Target::Secret(path) => {
-                self.secret(path).await?;
+                let secret = self.secret(path).await?;
+                let resolved = self.resolver.target(&secret)?;
+                self.supported_strategy(&secret, Some(&policy_record), resolved.as_ref())
+                    .await?;
             }
             other => return Err(Error::invalid_input(format!("cannot schedule {other}"))),
         }

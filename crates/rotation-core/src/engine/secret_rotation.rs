@@ -116,27 +116,9 @@ impl Engine {
             .find(|v| v.has(Stage::Current))
             .cloned()
             .ok_or_else(|| missing_value(&secret.path))?;
-        let strategy = self.secret_strategy(&secret, policy.as_ref()).await?;
-        if !target.strategies().contains(&strategy) {
-            return Err(crate::policy::invalid_field(
-                "strategy",
-                format!(
-                    "{strategy} is not supported for {} secrets{} (use {})",
-                    secret.secret_type,
-                    secret
-                        .config
-                        .script
-                        .as_deref()
-                        .map_or(String::new(), |_| " with a script".to_owned()),
-                    target
-                        .strategies()
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
+        let strategy = self
+            .supported_strategy(&secret, policy.as_ref(), target.as_ref())
+            .await?;
         let plan = self.plan(
             &secret,
             policy.as_ref(),

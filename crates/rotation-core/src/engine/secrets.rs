@@ -197,6 +197,7 @@ impl Engine {
             self.resolver.verifier(test)?;
         }
         let target = self.resolver.target(&secret)?;
+        self.supported_strategy(&secret, None, target.as_ref()).await?;
         let backend = self.secret_backend();
         let current = backend
             .read(&secret.path, VersionSelector::Stage(Stage::Current))
@@ -350,6 +351,40 @@ impl Engine {
     }
 
     /// The strategy for `secret` under `policy` (or its own policy).
+    /// The strategy a rotation of `secret` under `policy` (or its own)
+    /// uses, if `target` supports it; `invalid_policy` naming `strategy`
+    /// otherwise. Checked when a secret is put, scheduled and rotated, so a
+    /// bad combination is refused up front rather than failing every run.
+    pub(super) async fn supported_strategy(
+        &self,
+        secret: &Secret,
+        policy: Option<&Policy>,
+        target: &dyn crate::ports::CredentialTarget,
+    ) -> Result<Strategy> {
+        let strategy = self.secret_strategy(secret, policy).await?;
+        if target.strategies().contains(&strategy) {
+            return Ok(strategy);
+        }
+        Err(crate::policy::invalid_field(
+            "strategy",
+            format!(
+                "{strategy} is not supported for {} secrets{} (use {})",
+                secret.secret_type,
+                secret
+                    .config
+                    .script
+                    .as_deref()
+                    .map_or(String::new(), |_| " with a script".to_owned()),
+                target
+                    .strategies()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+
     pub(super) async fn secret_strategy(&self, secret: &Secret, policy: Option<&Policy>) -> Result<Strategy> {
         let own;
         let policy = match (policy, &secret.policy) {
