@@ -45,13 +45,13 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, env = "ROTATION_CUSTODY", value_enum, default_value_t = CustodyArg::Local)]
     pub(crate) custody: CustodyArg,
     /// Vault/OpenBao address, e.g. https://vault.example:8200.
-    #[arg(long, global = true, env = "VAULT_ADDR")]
+    #[arg(long, global = true, env = "VAULT_ADDR", hide_env_values = true)]
     pub(crate) vault_addr: Option<String>,
     /// Vault token (also read from VAULT_TOKEN).
     #[arg(long, global = true, env = "ROTATION_VAULT_TOKEN", hide_env_values = true)]
     pub(crate) vault_token: Option<String>,
     /// AppRole role id (with --vault-secret-id; used instead of a token).
-    #[arg(long, global = true, env = "ROTATION_VAULT_ROLE_ID")]
+    #[arg(long, global = true, env = "ROTATION_VAULT_ROLE_ID", hide_env_values = true)]
     pub(crate) vault_role_id: Option<String>,
     /// AppRole secret id.
     #[arg(long, global = true, env = "ROTATION_VAULT_SECRET_ID", hide_env_values = true)]

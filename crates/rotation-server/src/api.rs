@@ -23,10 +23,12 @@ use rotation_core::{Engine, Error, Reason};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tower_http::LatencyUnit;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::AppState;
 use crate::auth::{Caller, Role};
@@ -97,9 +99,73 @@ pub(crate) fn router(state: AppState, body_limit: usize, timeout: Duration) -> R
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::map_response(move |response: Response| async move {
+            json_error_response(response, body_limit, timeout)
+        }))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(request_span).on_response(
+                DefaultOnResponse::new()
+                    .level(Level::INFO)
+                    .latency_unit(LatencyUnit::Millis),
+            ),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The span of a request: its id (`x-request-id`, set or propagated by
+/// `SetRequestIdLayer`), method and path; never headers, query or body.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
+}
+
+/// The errors the middleware answers itself (413 from the body limit, 408
+/// from the timeout; 405 from the router), which carry plain text or
+/// nothing, as the JSON errors every handler answers.
+fn json_error_response(response: Response, body_limit: usize, timeout: Duration) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            Error::invalid_input(format!("the request body is larger than {body_limit} bytes"))
+        }
+        StatusCode::REQUEST_TIMEOUT => Error::backend(format!(
+            "the request took longer than {} s (work it started goes on in the background)",
+            timeout.as_secs_f64()
+        )),
+        StatusCode::METHOD_NOT_ALLOWED => Error::invalid_input("the route does not take this method"),
+        StatusCode::UNAUTHORIZED => Error::new(Reason::Unauthorized, "authentication required"),
+        StatusCode::FORBIDDEN => Error::new(Reason::Forbidden, "forbidden"),
+        StatusCode::NOT_FOUND => Error::not_found("not found"),
+        StatusCode::SERVICE_UNAVAILABLE => Error::backend("service unavailable"),
+        s if s.is_client_error() => Error::invalid_input(s.canonical_reason().unwrap_or("invalid request")),
+        s => Error::new(Reason::RotationFailed, s.canonical_reason().unwrap_or("internal error")),
+    };
+    let (mut parts, _) = response.into_parts();
+    let json = ApiError::with_status(error, status).into_response();
+    // Keep the original headers (e.g. `allow` of a 405), but not its body's.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    let (json_parts, body) = json.into_parts();
+    parts.headers.extend(json_parts.headers);
+    Response::from_parts(parts, body)
 }
 
 // ---------------------------------------------------------------- extractors
@@ -112,15 +178,21 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_credentials)
             .unwrap_or("");
         Ok(state.tokens.authenticate(presented).await?)
     }
 }
 
+/// The credentials of an `Authorization: Bearer ...` header; the scheme
+/// is case-insensitive (RFC 9110, section 11.1).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
+}
+
 /// Path parameters; a rejection (e.g. invalid UTF-8) is a JSON error with
-/// reason `invalid_input` and axum's status (400).
+/// reason `invalid_input` (422, as every invalid input).
 pub(crate) struct Path<T>(pub(crate) T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
@@ -130,12 +202,20 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Path(value))
-            .map_err(|e| ApiError::with_status(Error::invalid_input(e.body_text()), e.status()))
+            .map_err(|e| {
+                let error = Error::invalid_input(e.body_text());
+                if e.status().is_server_error() {
+                    // A route without the parameters its handler reads: our fault.
+                    ApiError::with_status(error, e.status())
+                } else {
+                    error.into()
+                }
+            })
     }
 }
 
 /// A query string; a rejection (e.g. a number out of range) is a JSON
-/// error with reason `invalid_input` and axum's status (400).
+/// error with reason `invalid_input` (422, as every invalid input).
 pub(crate) struct Query<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
@@ -145,7 +225,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Query(value))
-            .map_err(|e| ApiError::with_status(Error::invalid_input(e.body_text()), e.status()))
+            .map_err(|e| Error::invalid_input(e.body_text()).into())
     }
 }
 
@@ -169,10 +249,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         } else {
             &bytes
         };
-        // serde_json's messages name the field and position, not the input.
-        serde_json::from_slice(bytes)
-            .map(JsonBody)
-            .map_err(|e| Error::invalid_input(format!("invalid JSON body: {e}")).into())
+        // The error names the field and what was expected, never the input.
+        crate::error::from_json(bytes).map(JsonBody).map_err(ApiError::from)
     }
 }
 
@@ -806,12 +884,19 @@ fn policy_from_spec(name: &str, body: serde_json::Value, now: rotation_core::tim
                     let message = if message.starts_with("unknown field") {
                         "is not a policy field".to_owned()
                     } else {
-                        message
+                        // serde's text may quote the value (a URL with credentials, say).
+                        let described = crate::error::describe_json_error(&e, None);
+                        described
+                            .strip_prefix("invalid JSON body: ")
+                            .unwrap_or(&described)
+                            .to_owned()
                     };
                     return Err(invalid_field(field, message).into());
                 }
             }
-            return Err(Error::new(Reason::InvalidPolicy, format!("invalid policy: {e}")).into());
+            let described = crate::error::describe_json_error(&e, None);
+            let described = described.strip_prefix("invalid JSON body: ").unwrap_or(&described);
+            return Err(Error::new(Reason::InvalidPolicy, format!("invalid policy: {described}")).into());
         }
     };
     Ok(spec.into_policy(name, now)?)
@@ -827,8 +912,7 @@ async fn set_policy(
     caller.require(Role::Admin)?;
     let engine = engine(&state, &caller);
     let policy = if body.get("trigger").is_some() {
-        let body: PolicyBody =
-            serde_json::from_value(body).map_err(|e| Error::invalid_input(format!("invalid JSON body: {e}")))?;
+        let body: PolicyBody = crate::error::from_json_value(body)?;
         Policy {
             name,
             trigger: body.trigger,
@@ -1003,8 +1087,7 @@ fn rfc3339_param(name: &str, value: Option<String>) -> ApiResult<Option<rotation
             `X-Next-Before-Seq` header holds the `before_seq` of the next (older) page; without it this is the last page.",
             body = Vec<crate::openapi::JsonObject>,
             headers(("X-Next-Before-Seq" = i64, description = "Cursor of the next page (absent on the last page)"))),
-        (status = 400, description = "Malformed or unknown parameter (reason invalid_input)", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid parameter value (reason invalid_input)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Malformed, unknown or invalid parameter (reason invalid_input)", body = crate::openapi::ErrorBody),
     )
 )]
 async fn audit_list(State(state): State<AppState>, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult<Response> {

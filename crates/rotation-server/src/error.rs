@@ -94,9 +94,146 @@ impl IntoResponse for ApiError {
 /// Result of a handler.
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
 
+/// Longest field name quoted in a JSON error.
+const MAX_QUOTED_FIELD: usize = 64;
+
+/// Reads `bytes` as `T`; an error is `invalid_input` described by
+/// [`describe_json_error`] (never quoting the input).
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    // axum's `Json` tracks the path of the refused field (serde_path_to_error).
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(value)) => Ok(value),
+        Err(rejection) => {
+            // The same input read again without path tracking gives serde_json's own
+            // error; the tracked error's text is "<path>: <that error>".
+            let Err(plain) = serde_json::from_slice::<T>(bytes) else {
+                return Err(Error::invalid_input("invalid JSON body"));
+            };
+            let tracked = std::error::Error::source(&rejection)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let path = tracked
+                .strip_suffix(&plain.to_string())
+                .and_then(|p| p.strip_suffix(": "))
+                .filter(|p| !p.is_empty() && *p != ".");
+            Err(Error::invalid_input(describe_json_error(&plain, path)))
+        }
+    }
+}
+
+/// [`from_json`] of a JSON value already read.
+pub(crate) fn from_json_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
+    match serde_json::to_vec(&value) {
+        Ok(bytes) => from_json(&bytes),
+        Err(_) => Err(Error::invalid_input("invalid JSON body")),
+    }
+}
+
+/// A serde_json error described without any part of the input: the path
+/// of the refused field (when known) and what was expected; for a syntax
+/// error, only where it is. serde's "invalid type: string \"...\", expected
+/// a u32" quotes the submitted value, which may be a secret.
+pub(crate) fn describe_json_error(error: &serde_json::Error, path: Option<&str>) -> String {
+    use serde_json::error::Category;
+    let at = |what: &str| match (error.line(), error.column()) {
+        (0, _) => what.to_owned(),
+        (line, column) => format!("{what} at line {line} column {column}"),
+    };
+    match error.classify() {
+        Category::Syntax | Category::Io => return at("invalid JSON body: not valid JSON"),
+        Category::Eof => return at("invalid JSON body: the JSON ends early"),
+        Category::Data => {}
+    }
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    let message = text.strip_suffix(&position).unwrap_or(&text);
+    let expected = || message.rsplit_once(", expected ").map(|(_, e)| e);
+    let what = if message.starts_with("missing field `") || message.starts_with("duplicate field `") {
+        // Names of the target type's fields, not input.
+        message.to_owned()
+    } else if let Some(rest) = message.strip_prefix("unknown field `") {
+        // The name sent is part of the path; quoted when short.
+        let name = rest.split_once('`').map(|(n, _)| n).unwrap_or_default();
+        let name = if name.chars().count() <= MAX_QUOTED_FIELD && !name.chars().any(char::is_control) {
+            format!(" `{name}`")
+        } else {
+            String::new()
+        };
+        match expected() {
+            Some(e) => format!("unknown field{name}, expected {e}"),
+            None => format!("unknown field{name}"),
+        }
+    } else {
+        let kind = if message.starts_with("invalid type") {
+            "invalid type"
+        } else if message.starts_with("invalid length") {
+            "invalid length"
+        } else if message.starts_with("unknown variant") {
+            "unknown variant"
+        } else {
+            // invalid value, or a type's own message (which may quote the input).
+            "invalid value"
+        };
+        match expected() {
+            Some(e) if kind != "invalid value" || message.starts_with("invalid value") => {
+                format!("{kind}, expected {e}")
+            }
+            _ => kind.to_owned(),
+        }
+    };
+    match path {
+        Some(path) => format!("invalid JSON body: {path}: {what}"),
+        None => format!("invalid JSON body: {what}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        value: Option<String>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        list: Option<Vec<u32>>,
+        role: Option<crate::Role>,
+    }
+
+    fn message(input: &str) -> String {
+        from_json::<Body>(input.as_bytes()).unwrap_err().message
+    }
+
+    #[test]
+    fn json_errors_never_quote_the_input() {
+        let m = message(r#"{"value": 123456}"#);
+        assert_eq!(m, "invalid JSON body: value: invalid type, expected a string");
+        let m = message(r#"{"value": "s3cr3t-XYZ", "type": 12345}"#);
+        assert_eq!(m, "invalid JSON body: type: invalid type, expected a string");
+        let m = message(r#"{"list": [1, "s3cr3t"]}"#);
+        assert_eq!(m, "invalid JSON body: list[1]: invalid type, expected u32");
+        let m = message(r#"{"list": [1, 99999999999]}"#);
+        assert!(m.starts_with("invalid JSON body: list[1]: invalid value"), "{m}");
+        assert!(!m.contains("99999999999"), "{m}");
+        let m = message(r#"{"role": "s3cr3t"}"#);
+        assert!(m.starts_with("invalid JSON body: role: "), "{m}");
+        assert!(!m.contains("s3cr3t"), "{m}");
+        let m = message(r#"{"value": "s3cr3t", "nope": 1}"#);
+        assert!(m.contains("unknown field `nope`, expected one of"), "{m}");
+        let m = message("{\"value\": \"s3cr3t\" oops}");
+        assert_eq!(m, "invalid JSON body: not valid JSON at line 1 column 20");
+        let m = message(r#"{"value": "s3cr3t"#);
+        assert!(m.starts_with("invalid JSON body: the JSON ends early at line 1"), "{m}");
+        assert!(!m.contains("s3cr3t"), "{m}");
+        let m = from_json_value::<Body>(serde_json::json!({"value": 123456}))
+            .unwrap_err()
+            .message;
+        assert_eq!(m, "invalid JSON body: value: invalid type, expected a string");
+        let m = from_json::<u32>(b"\"s3cr3t\"").unwrap_err().message;
+        assert_eq!(m, "invalid JSON body: invalid type, expected u32");
+    }
 
     #[test]
     fn statuses() {

@@ -28,6 +28,7 @@ struct Cli {
     #[arg(
         long,
         env = "ROTATION_STORE",
+        hide_env_values = true,
         default_value = "sqlite://./rotation-data/rotation.db",
         global = true
     )]
@@ -87,13 +88,13 @@ struct VaultArgs {
     #[arg(long, env = "ROTATION_CUSTODY", value_enum, default_value_t = CustodyArg::Local)]
     custody: CustodyArg,
     /// Vault/OpenBao address, e.g. https://vault.example:8200.
-    #[arg(long, env = "VAULT_ADDR")]
+    #[arg(long, env = "VAULT_ADDR", hide_env_values = true)]
     vault_addr: Option<String>,
     /// Vault token (also read from VAULT_TOKEN).
     #[arg(long, env = "ROTATION_VAULT_TOKEN", hide_env_values = true)]
     vault_token: Option<String>,
     /// AppRole role id (with --vault-secret-id; used instead of a token).
-    #[arg(long, env = "ROTATION_VAULT_ROLE_ID")]
+    #[arg(long, env = "ROTATION_VAULT_ROLE_ID", hide_env_values = true)]
     vault_role_id: Option<String>,
     /// AppRole secret id.
     #[arg(long, env = "ROTATION_VAULT_SECRET_ID", hide_env_values = true)]
@@ -201,6 +202,8 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: log files and collectors get plain `key=value`.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_env("ROTATION_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
         )

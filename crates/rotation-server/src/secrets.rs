@@ -9,8 +9,13 @@
 //! may be sent as is or percent-encoded (`%2F`).
 //!
 //! Values leave the server only in the answer of `GET /v1/secrets/{path}`
-//! (operator; audited `secret_read` by the engine; `Cache-Control:
+//! (admin; audited `secret_read` by the engine; `Cache-Control:
 //! no-store`). Every other answer carries metadata only.
+//!
+//! **Who chooses where values go.** A `script` (a program the server runs
+//! with each new value) and an `http:URL` verification test (a URL the
+//! verifier sends each new value to) are chosen by admins only: an
+//! operator who could set either could send the next value anywhere.
 
 use std::time::Instant;
 
@@ -55,9 +60,19 @@ fn unknown_action(method: &str, action: Option<&str>, known: &str) -> ApiError {
     .into()
 }
 
-/// A body read as `T` (the dispatchers read it once as JSON).
+/// A body read as `T` (the dispatchers read it once as JSON); an error
+/// never quotes the input.
 fn body_as<T: DeserializeOwned>(body: serde_json::Value) -> ApiResult<T> {
-    serde_json::from_value(body).map_err(|e| Error::invalid_input(format!("invalid JSON body: {e}")).into())
+    Ok(crate::error::from_json_value(body)?)
+}
+
+/// The `http:URL` tests of a verification list, in order.
+fn http_tests(verify: &[String]) -> Vec<&str> {
+    verify
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| t.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("http:")))
+        .collect()
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -214,7 +229,8 @@ impl PutSecretBody {
         (status = 201, description = "Created: `{secret, version}` (metadata and the new version, never the value)", body = crate::openapi::JsonObject),
         (status = 200, description = "A new version of an existing secret: `{secret, version}`", body = crate::openapi::JsonObject)
     ))]
-/// Writes a secret and a new CURRENT version (operator; `script` needs admin).
+/// Writes a secret and a new CURRENT version (operator; `script`, and
+/// setting or changing `http:URL` verification tests, need admin).
 pub(crate) async fn put_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -241,6 +257,22 @@ pub(crate) async fn put_secret(
         (None, _) => None,
     };
     let existing = engine.store().get_secret(&path).await?;
+    if let Some(verify) = &body.verify {
+        // The HTTP verifier sends each new value to its URL: only admins
+        // choose where (an operator may resend the stored ones unchanged).
+        let stored = existing
+            .as_ref()
+            .map(|s| s.config.verify.as_slice())
+            .unwrap_or_default();
+        if http_tests(verify) != http_tests(stored) && caller.require(Role::Admin).is_err() {
+            return Err(Error::new(
+                rotation_core::Reason::Forbidden,
+                "setting or changing http:URL verification tests needs the admin role \
+                 (the verifier sends each new value to the URL)",
+            )
+            .into());
+        }
+    }
     let policy = body.policy.take();
     let config = body
         .settings_given()

@@ -99,10 +99,11 @@ async fn audit_filters_and_cursor_pages() {
             "invalid_input",
         );
     }
+    // Malformed or unknown parameters too (issue 7: invalid input is 422).
     for bad in ["before_seq=abc", "limit=-1", "evnt=rotation_completed"] {
         assert_error(
             &s.get(&format!("/v1/audit?{bad}"), &s.viewer).await,
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
         );
     }

@@ -212,3 +212,35 @@ async fn wrong_and_unknown_tokens_take_about_the_same_time() {
     );
     s.stop().await;
 }
+
+/// The `Authorization` scheme is case-insensitive (RFC 9110): `bearer`
+/// and `BEARER` work as `Bearer`; another scheme does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let s = TestServer::sqlite().await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = s
+            .client
+            .get(format!("{}/v1/authorities", s.base))
+            .header("authorization", format!("{scheme} {}", s.viewer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "scheme {scheme}");
+    }
+    for header in [
+        format!("Basic {}", s.viewer),
+        format!("Bearer{}", s.viewer),
+        s.viewer.clone(),
+    ] {
+        let response = s
+            .client
+            .get(format!("{}/v1/authorities", s.base))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    s.stop().await;
+}

@@ -316,3 +316,96 @@ async fn no_answer_or_log_line_carries_a_secret_value() {
     }
     assert!(!log.contains(&token), "the token is never logged");
 }
+
+/// At the default log level, each request's completion is logged at INFO
+/// with the request id the client sent, method, path, status and latency;
+/// the bearer token never appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_logs_carry_the_request_id_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = store_with_key_file(dir.path()).await;
+    let created = Command::new(BIN)
+        .args(["--store", &url, "token", "create", "--role", "viewer"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--store", &url, "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("ROTATION_LOG")
+        .env_remove("ROTATION_NOTIFY_CONFIG")
+        .env_remove("ROTATION_MASTER_PASSWORD")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let drained = std::thread::spawn(move || {
+        let mut log = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut log).unwrap();
+        log
+    });
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let request_id = "req-log-test-7f3a9c";
+    let r = client
+        .get(format!("{base}/v1/authorities?secret-looking=q"))
+        .bearer_auth(&token)
+        .header("x-request-id", request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-request-id"], request_id);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the server");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = String::from_utf8_lossy(&drained.join().unwrap()).into_owned();
+    let line = log
+        .lines()
+        .find(|l| l.contains(request_id))
+        .unwrap_or_else(|| panic!("no log line with the request id:\n{log}"));
+    assert!(line.contains("INFO"), "{line}");
+    assert!(line.contains("GET") && line.contains("/v1/authorities"), "{line}");
+    assert!(line.contains("status=200") && line.contains("latency="), "{line}");
+    assert!(
+        !log.contains("secret-looking"),
+        "the query string is not logged:\n{log}"
+    );
+    assert!(!log.contains(&token), "the token is never logged:\n{log}");
+    let secret_part = token.rsplit_once('_').unwrap().1;
+    assert!(!log.contains(secret_part), "{log}");
+}
+
+/// `--help` names the environment variables of the store URL and Vault
+/// credentials but never prints their values.
+#[test]
+fn help_never_prints_secret_environment_values() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env("ROTATION_STORE", "postgres://u:topsecretpw@h/db")
+        .env("ROTATION_VAULT_TOKEN", "hvs.topsecrettoken")
+        .env("ROTATION_VAULT_SECRET_ID", "topsecretid")
+        .env("ROTATION_VAULT_ROLE_ID", "topsecretrole")
+        .env("VAULT_ADDR", "https://user:topsecretaddr@vault.example")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("ROTATION_STORE"), "{help}");
+    assert!(!help.contains("topsecret"), "{help}");
+}

@@ -231,11 +231,26 @@ async fn the_document_lists_every_route_and_matches_responses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_and_query_rejections_are_json_errors() {
     let s = TestServer::sqlite().await;
+    // Invalid input is 422 invalid_input, from the extractors as from the handlers.
     let too_big = s.get("/v1/audit?limit=18446744073709551616", &s.viewer).await;
-    crate::support::assert_error(&too_big, StatusCode::BAD_REQUEST, "invalid_input");
+    crate::support::assert_error(&too_big, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    let not_a_number = s.get("/v1/audit?limit=abc", &s.viewer).await;
+    crate::support::assert_error(&not_a_number, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     let not_bool = s.get("/v1/schedules?all=maybe", &s.viewer).await;
-    crate::support::assert_error(&not_bool, StatusCode::BAD_REQUEST, "invalid_input");
+    crate::support::assert_error(&not_bool, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     let not_utf8 = s.get("/v1/chains/%FF/verify", &s.viewer).await;
-    crate::support::assert_error(&not_utf8, StatusCode::BAD_REQUEST, "invalid_input");
+    crate::support::assert_error(&not_utf8, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    // A method the route does not take: a JSON error too (405 kept, with `allow`).
+    let response = s
+        .client
+        .delete(format!("{}/v1/authorities", s.base))
+        .bearer_auth(&s.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(response.headers().contains_key("allow"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "invalid_input", "{body}");
     s.stop().await;
 }

@@ -67,7 +67,9 @@ async fn oversized_bodies_are_refused_with_413() {
     let got = s
         .post("/v1/keyrings/big/values", &s.operator, json!({"id": "v", "value": big}))
         .await;
-    assert_eq!(got.0, StatusCode::PAYLOAD_TOO_LARGE, "{}", got.1);
+    // Refused by the body limit before any handler: a JSON error all the same.
+    assert_error(&got, StatusCode::PAYLOAD_TOO_LARGE, "invalid_input");
+    assert!(got.1["message"].as_str().unwrap().contains("4096"), "{}", got.1);
     // Without a Content-Length (streamed), the limit holds too: 413, or the
     // server hangs up while the client is still writing the rest.
     let chunks: Vec<Result<String, std::io::Error>> = (0..5).map(|_| Ok("y".repeat(1024))).collect();
@@ -79,7 +81,11 @@ async fn oversized_bodies_are_refused_with_413() {
         .send()
         .await;
     match sent {
-        Ok(response) => assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Ok(response) => {
+            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["reason"], "invalid_input", "{body}");
+        }
         Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
     }
     let small = s
@@ -113,6 +119,52 @@ fn futures_stream(
         }
     }
     Iter(items.into_iter())
+}
+
+/// A request still unanswered after the request timeout (here: its body
+/// never arrives) is answered 408 with a JSON error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_timeout_is_a_json_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = TestServer::sqlite_with(Options {
+        request_timeout: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/keyrings HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"name\":",
+        s.operator
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    // The rest of the body never comes; read the answer until its JSON is complete.
+    let mut answer = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).ends_with('}') {
+        assert!(
+            Instant::now() < deadline,
+            "no answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        match tokio::time::timeout(Duration::from_secs(20), socket.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => panic!("{e}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("content-type: application/json"),
+        "{answer}"
+    );
+    let body: serde_json::Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["reason"], "backend_unavailable", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("longer than"), "{body}");
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

