@@ -212,4 +212,15 @@ impl Engine {
         run.updated_at = now;
         Ok(())
     }
+
+    /// Ends this engine's lease on `run` now (if it still holds it), so
+    /// any process may resume the run at once.
+    async fn release_lease(&self, run: &mut Run) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        self.hold_lease(tx.as_mut(), run, now).await?;
+        run.lease_expires_at = now;
+        tx.update_run(run).await?;
+        tx.commit().await
+    }
 }

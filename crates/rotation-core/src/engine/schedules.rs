@@ -175,14 +175,20 @@ impl Engine {
                 schedule.last_error = None;
                 outcome.result = (!done.is_null()).then_some(done);
             }
-            Err(e) if e.reason.is_retryable() => {
-                // Leave it scheduled; release the claim for the next round.
+            // Another process is on it, or a one-off schedule: leave it
+            // scheduled and release the claim for the next round. (An outage
+            // under a policy counts as a failed attempt below, so a target
+            // that stays unreachable ends orphaned with a notice, not retried
+            // silently forever; its interrupted run is resumed regardless.)
+            Err(e)
+                if e.reason == Reason::ConcurrentRotation || (e.reason.is_retryable() && schedule.policy.is_none()) =>
+            {
                 schedule.last_error = Some(e.message.clone());
                 outcome.fail(&e, true);
             }
             Err(e) => {
                 schedule.last_error = Some(e.message.clone());
-                outcome.fail(&e, false);
+                outcome.fail(&e, e.reason.is_retryable());
                 match &schedule.policy {
                     None => schedule.state = ScheduleState::Failed,
                     Some(name) => {

@@ -591,7 +591,13 @@ impl Engine {
     /// later failures end the run as failed.
     async fn secret_step_error(&self, mut live: Live, error: Error) -> Error {
         if error.reason.is_retryable() {
-            tracing::warn!(rotation = %live.run.rotation_id, state = live.run.state.as_str(), %error, "secret rotation interrupted; it resumes after the lease expires");
+            if error.reason != Reason::ConcurrentRotation {
+                // Hand the run back: the next scheduler pass or command resumes
+                // it without waiting for the lease to run out. If the store is
+                // down too, the lease simply expires.
+                let _ = self.release_lease(&mut live.run).await;
+            }
+            tracing::warn!(rotation = %live.run.rotation_id, state = live.run.state.as_str(), %error, "secret rotation interrupted; it resumes at the next pass");
             return error.with_rotation(live.run.rotation_id);
         }
         let rotation = live.run.rotation_id;

@@ -32,6 +32,8 @@ struct Recorder {
     accepted: Mutex<Vec<String>>,
     /// `set` takes this long (to overlap rotations).
     slow_set: Mutex<Option<std::time::Duration>>,
+    /// Every step fails with `backend_unavailable` (the system is down).
+    unavailable: Mutex<bool>,
 }
 
 #[async_trait]
@@ -47,6 +49,9 @@ impl CredentialTarget for Recorder {
             ctx.pending.as_ref().map(|v| v.value.expose().to_owned()),
             ctx.slot.clone(),
         ));
+        if *self.unavailable.lock().unwrap() {
+            return Err(Error::backend("target unreachable"));
+        }
         let delay = *self.slow_set.lock().unwrap();
         if let (rotation_core::ports::Step::Set, Some(d)) = (ctx.step, delay) {
             tokio::time::sleep(d).await;
@@ -859,4 +864,72 @@ async fn a_database_secret_is_never_given_a_generated_value_the_role_does_not_ha
         })
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_target_that_stays_down_orphans_the_schedule_with_a_notice_and_the_run_resumes_later() {
+    let s = Setup::new();
+    s.policy("p", Strategy::Staged, |p| {
+        p.max_retries = 1;
+        p.retry_backoff_seconds = 60;
+    })
+    .await;
+    s.put("app/down", "down-old", Some("p")).await;
+    let engine = s.engine();
+    let schedule = engine
+        .add_policy_schedule(Target::Secret("app/down".into()), "p", 0)
+        .await
+        .unwrap();
+    s.h.clock.advance(TimeDelta::days(31));
+    *s.target.unavailable.lock().unwrap() = true;
+    let state = |engine: &Engine| {
+        let engine = engine.clone();
+        async move {
+            let x = engine
+                .list_schedules(None, false)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|x| x.id == schedule.id)
+                .unwrap();
+            (x.state, x.attempts)
+        }
+    };
+    let first = engine.process_scheduled_rotations().await.unwrap();
+    assert!(
+        first
+            .iter()
+            .any(|o| o.error_reason.as_deref() == Some("backend_unavailable")),
+        "{first:?}"
+    );
+    assert_eq!(state(&engine).await, (ScheduleState::Scheduled, 1));
+    // Before the backoff ends the schedule waits (the run itself is resumed).
+    s.h.clock.advance(TimeDelta::seconds(30));
+    engine.process_scheduled_rotations().await.unwrap();
+    assert_eq!(state(&engine).await, (ScheduleState::Scheduled, 1));
+    s.h.clock.advance(TimeDelta::seconds(60));
+    engine.process_scheduled_rotations().await.unwrap();
+    assert_eq!(state(&engine).await, (ScheduleState::Orphaned, 2));
+    let events: Vec<String> = engine
+        .list_outbox(false, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.notification.event)
+        .collect();
+    assert!(events.contains(&"schedule_orphaned".to_owned()), "{events:?}");
+    assert_eq!(
+        s.value("app/down", Stage::Current).await.unwrap(),
+        "down-old",
+        "nothing lost"
+    );
+
+    // Back up: the interrupted run is resumed and completes; the schedule
+    // stays orphaned until someone resumes it.
+    *s.target.unavailable.lock().unwrap() = false;
+    s.h.clock.advance(TimeDelta::seconds(10));
+    engine.process_scheduled_rotations().await.unwrap();
+    assert_ne!(s.value("app/down", Stage::Current).await.unwrap(), "down-old");
+    assert_eq!(s.value("app/down", Stage::Previous).await.unwrap(), "down-old");
+    assert_eq!(state(&engine).await.0, ScheduleState::Orphaned);
 }
