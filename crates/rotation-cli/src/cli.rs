@@ -363,15 +363,21 @@ pub(crate) enum SecretCommand {
         /// Policy (default: the secret's).
         #[arg(long)]
         policy: Option<String>,
-        /// The new value (default: generated).
-        #[arg(long)]
+        /// The new value (default: generated; prefer --value-stdin: command lines are visible to other users).
+        #[arg(long, conflicts_with = "value_stdin")]
         value: Option<String>,
+        /// Read the new value from standard input (one trailing newline is dropped).
+        #[arg(long)]
+        value_stdin: bool,
         /// Idempotency token: a rotation with this id is resumed or reported, never repeated.
         #[arg(long)]
         rotation_id: Option<String>,
     },
-    /// List secrets (never values).
-    List,
+    /// List secrets (never values), optionally only those under a path prefix.
+    List {
+        /// Only secrets whose path is PREFIX or starts with PREFIX/ (e.g. db/prod).
+        prefix: Option<String>,
+    },
     /// Rotations of a secret, newest first, with each step's output.
     History {
         /// Path.

@@ -122,8 +122,10 @@ pub(crate) async fn run(ctx: &Context, command: SecretCommand) -> Result<()> {
             path,
             policy,
             value,
+            value_stdin,
             rotation_id,
         } => {
+            let value = read_value(value, value_stdin)?;
             let rotation_id = rotation_id.as_deref().map(str::parse).transpose()?;
             let notifier = rotation_app::notifier_from_env(engine.crypto().clone())?;
             let engine = engine.with_notifier(notifier);
@@ -131,7 +133,7 @@ pub(crate) async fn run(ctx: &Context, command: SecretCommand) -> Result<()> {
                 .rotate_secret(SecretRotateRequest {
                     path,
                     policy,
-                    value: value.map(SecretValue::new),
+                    value,
                     rotation_id,
                     schedule_id: None,
                 })
@@ -159,8 +161,17 @@ pub(crate) async fn run(ctx: &Context, command: SecretCommand) -> Result<()> {
             ];
             output::record(out, &r, &rows)
         }
-        SecretCommand::List => {
-            let secrets = engine.list_secrets().await?;
+        SecretCommand::List { prefix } => {
+            let prefix = prefix.as_deref().map(|p| p.trim_end_matches('/'));
+            let secrets: Vec<_> = engine
+                .list_secrets()
+                .await?
+                .into_iter()
+                .filter(|s| {
+                    prefix
+                        .is_none_or(|p| s.path == p || s.path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+                })
+                .collect();
             match out {
                 Output::Json => output::json(&secrets),
                 Output::Table => {

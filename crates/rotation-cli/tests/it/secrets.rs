@@ -538,3 +538,42 @@ fn a_strategy_the_target_cannot_carry_out_is_refused_when_put_or_scheduled() {
     ]);
     assert_eq!(reason, "invalid_input", "a database secret's value must be given");
 }
+
+#[test]
+fn rotate_takes_a_value_on_stdin_and_list_filters_by_prefix() {
+    let env = Env::init();
+    for path in ["db/prod/app", "db/prod/report", "db/production", "web/key"] {
+        env.ok(&["secret", "put", path, "--generate", "hex:16"]);
+    }
+    let out = env
+        .cmd()
+        .args(["secret", "rotate", "db/prod/app", "--value-stdin"])
+        .write_stdin("value-from-stdin-42\n")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.ok(&["secret", "get", "db/prod/app"]).trim(), "value-from-stdin-42");
+    let out = env
+        .cmd()
+        .args(["secret", "rotate", "db/prod/app", "--value-stdin"])
+        .write_stdin("\n")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an empty value is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_input"));
+    assert_eq!(env.ok(&["secret", "get", "db/prod/app"]).trim(), "value-from-stdin-42");
+
+    let listed = env.json(&["secret", "list", "db/prod/"]);
+    let paths: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["db/prod/app", "db/prod/report"],
+        "db/production is not under db/prod"
+    );
+    assert_eq!(env.json(&["secret", "list"]).as_array().unwrap().len(), 4);
+}

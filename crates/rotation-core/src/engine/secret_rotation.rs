@@ -102,6 +102,9 @@ impl Engine {
     /// docs). A live run of the same secret is `concurrent_rotation`; a
     /// run whose process died is resumed.
     pub async fn rotate_secret(&self, request: SecretRotateRequest) -> Result<SecretRotationResult> {
+        if request.value.as_ref().is_some_and(|v| v.expose().is_empty()) {
+            return Err(Error::invalid_input("a secret value cannot be empty"));
+        }
         let secret = self.secret(&request.path).await?;
         let policy_name = request.policy.clone().or_else(|| secret.policy.clone());
         let policy = match &policy_name {
