@@ -3,8 +3,9 @@
 //! [`Verifier`](rotation_core::ports::Verifier)):
 //!
 //! - [`PostgresRoleTarget`]: a PostgreSQL role whose password is changed
-//!   with `ALTER ROLE ... PASSWORD` over an admin connection, and tested by
-//!   logging in with a fresh connection;
+//!   with `ALTER ROLE ... PASSWORD` over an admin connection (sending only
+//!   its SCRAM-SHA-256 verifier, computed here), and tested by logging in
+//!   with a fresh connection;
 //! - [`ScriptTarget`]: an operator's executable run once per step, with the
 //!   step's values as JSON on stdin;
 //! - [`HttpVerifier`]: the `http:<URL>` test, a `GET` with the new value as

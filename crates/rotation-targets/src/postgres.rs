@@ -25,20 +25,25 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// blue-green the engine names the slot role, `<role>_blue` or
 /// `<role>_green`, in [`StepContext::slot`], and only that role is touched).
 ///
-/// Steps: `set` runs `ALTER ROLE <role> PASSWORD <pending>` (the statement
-/// is built by the server with `format('%I', '%L')`, so any role name and
-/// value is quoted correctly); `test` opens a fresh connection to the same
+/// Steps: `set` runs `ALTER ROLE "<role>" PASSWORD 'SCRAM-SHA-256$4096:…'`
+/// (the role quoted as an identifier): the SCRAM-SHA-256 verifier of the
+/// pending password is computed here, as psql's `\password` and libpq's
+/// `PQencryptPasswordConn` do (SASLprep, random salt, 4096 iterations), so
+/// the password itself never reaches the server, its statement log or
+/// `pg_stat_activity`, and the server stores the verifier as given whatever
+/// its `password_encryption`; `test` opens a fresh connection to the same
 /// host, port and database as the role with the pending password and runs
-/// `SELECT 1`; `rollback` sets the current password again (`PASSWORD NULL`
-/// when there is none); `create`, `finish` and `disable` change nothing (a
-/// role has one password, so the previous one stopped working at `set`).
+/// `SELECT 1`; `rollback` sets the current password again (its verifier, or
+/// `PASSWORD NULL` when there is none); `create`, `finish` and `disable`
+/// change nothing (a role has one password, so the previous one stopped
+/// working at `set`).
 /// Every step is idempotent.
 ///
 /// Errors: `invalid_input` for missing settings, `backend_unavailable` when
 /// the server cannot be reached (connect timeout 5 s by default),
 /// `verification_failed` when the login of `test` is refused,
 /// `rotation_failed` for other failures of `set` and `rollback`. Statements
-/// are never logged by the driver (they carry the password).
+/// are never logged by the driver (they carry the password's verifier).
 #[derive(Debug, Clone)]
 pub struct PostgresRoleTarget {
     connect_timeout: Duration,
@@ -197,7 +202,7 @@ impl PostgresRoleTarget {
             })?;
         let work = async {
             // Checked first, so a missing role never puts the statement
-            // (with the password) into the server's error log.
+            // (with the password's verifier) into the server's error log.
             let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1")
                 .bind(role)
                 .fetch_optional(&mut conn)
@@ -205,21 +210,7 @@ impl PostgresRoleTarget {
             if exists.is_none() {
                 return Ok(Err(format!("role {role:?} does not exist")));
             }
-            let sql: String = match password {
-                Some(pw) => {
-                    sqlx::query_scalar("SELECT pg_catalog.format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)")
-                        .bind(role)
-                        .bind(pw)
-                        .fetch_one(&mut conn)
-                        .await?
-                }
-                None => {
-                    sqlx::query_scalar("SELECT pg_catalog.format('ALTER ROLE %I PASSWORD NULL', $1::text)")
-                        .bind(role)
-                        .fetch_one(&mut conn)
-                        .await?
-                }
-            };
+            let sql = alter_role_sql(role, password);
             // Simple query protocol: not prepared, nothing cached.
             sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await?;
             Ok::<_, sqlx::Error>(Ok(()))
@@ -356,6 +347,26 @@ impl Verifier for PostgresRoleTarget {
     }
 }
 
+/// The statement setting `role`'s password: `PASSWORD NULL` for `None`, else
+/// the SCRAM-SHA-256 verifier of the password (never the password itself).
+fn alter_role_sql(role: &str, password: Option<&str>) -> String {
+    let role = quote_ident(role);
+    match password {
+        None => format!("ALTER ROLE {role} PASSWORD NULL"),
+        Some(pw) => {
+            let verifier = postgres_protocol::password::scram_sha_256(pw.as_bytes());
+            // Base64 and `$:` only; doubled quotes all the same, should that change.
+            format!("ALTER ROLE {role} PASSWORD '{}'", verifier.replace('\'', "''"))
+        }
+    }
+}
+
+/// `name` as a quoted SQL identifier: `"` around it, inner `"` doubled
+/// (case and every other character kept, like `format('%I')`).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Decodes `%XX` escapes (userinfo of a URL); other bytes are kept.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -379,12 +390,37 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{alter_role_sql, percent_decode, quote_ident};
 
     #[test]
     fn decodes_userinfo() {
         assert_eq!(percent_decode("a%40b%2Fc%"), "a@b/c%");
         assert_eq!(percent_decode("plain"), "plain");
         assert_eq!(percent_decode("x%4"), "x%4");
+    }
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("app"), r#""app""#);
+        assert_eq!(quote_ident(r#"My "Role"; --"#), r#""My ""Role""; --""#);
+    }
+
+    #[test]
+    fn sends_a_scram_verifier_never_the_password() {
+        let pw = "s3cret'pa\"ss\\ $$wörd";
+        let sql = alter_role_sql("app_blue", Some(pw));
+        assert!(!sql.contains(pw), "{sql}");
+        assert!(!sql.contains("s3cret"), "{sql}");
+        let verifier = sql
+            .strip_prefix(r#"ALTER ROLE "app_blue" PASSWORD 'SCRAM-SHA-256$4096:"#)
+            .and_then(|rest| rest.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("unexpected statement: {sql}"));
+        // <salt>$<StoredKey>:<ServerKey>, base64 of 16, 32 and 32 bytes.
+        let (salt, keys) = verifier.split_once('$').expect("salt$keys");
+        let (stored, server) = keys.split_once(':').expect("StoredKey:ServerKey");
+        assert_eq!((salt.len(), stored.len(), server.len()), (24, 44, 44), "{sql}");
+        // A random salt: the same password gives another verifier each time.
+        assert_ne!(sql, alter_role_sql("app_blue", Some(pw)));
+        assert_eq!(alter_role_sql("app", None), r#"ALTER ROLE "app" PASSWORD NULL"#);
     }
 }

@@ -77,6 +77,18 @@ async fn can_login(role: &str, password: &str) -> bool {
     }
 }
 
+/// The role's stored password (`pg_authid.rolpassword`, superuser only).
+async fn stored_password(role: &str) -> Option<String> {
+    let mut conn = admin().await;
+    let stored = sqlx::query_scalar("SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1")
+        .bind(role)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    stored
+}
+
 fn role_ctx(role: &str, step: Step) -> StepContext {
     let config = SecretConfig {
         admin_secret: Some(ADMIN.into()),
@@ -121,6 +133,8 @@ async fn set_test_rollback_change_the_role_password() {
     target.run(&set).await.unwrap();
     assert!(can_login(&role, &new).await, "the new password works");
     assert!(!can_login(&role, &old).await, "the old password is refused");
+    let stored = stored_password(&role).await.unwrap();
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
 
     let test = with_values(&at(&base, Step::Test), Some(&old), Some(&new));
     let out = target.run(&test).await.unwrap();
@@ -157,6 +171,27 @@ async fn set_test_rollback_change_the_role_password() {
     assert!(!can_login(&role, &old).await);
     assert!(!can_login(&role, &new).await);
 
+    drop_role(&role).await;
+}
+
+#[tokio::test]
+async fn the_server_is_sent_a_scram_verifier_not_the_password() {
+    let role = unique_role();
+    let (old, new) = (random("old"), random("new"));
+    create_role(&role, &old).await;
+    // A session that would store an MD5 hash of a plaintext password: the
+    // statement carries a SCRAM verifier, which the server keeps as given.
+    let mut url = url::Url::parse(&database_url()).unwrap();
+    url.query_pairs_mut()
+        .append_pair("options", "-c password_encryption=md5");
+    let mut set = with_values(&role_ctx(&role, Step::Set), Some(&old), Some(&new));
+    set.references.insert(ADMIN.into(), SecretValue::new(url.to_string()));
+    let target = PostgresRoleTarget::new();
+    target.run(&set).await.unwrap();
+    let stored = stored_password(&role).await.unwrap();
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+    assert!(can_login(&role, &new).await, "the new password works");
+    assert!(!can_login(&role, &old).await, "the old password is refused");
     drop_role(&role).await;
 }
 
