@@ -604,56 +604,96 @@ impl Engine {
         tx.commit().await
     }
 
-    /// `notify_before`: enqueues, once per lead time and version, a notice
-    /// that a certificate expires or a secret rotates soon.
+    /// `notify_before`: enqueues, once per lead time, version and
+    /// recipient, a notice that a certificate expires
+    /// (`certificate_expiring`), a secret rotates soon (`rotation_due_soon`)
+    /// or a dual-write grace period ends soon (`grace_period_ending`), for
+    /// the secret's own policy and the policy of every schedule of it (with
+    /// that schedule's offset).
     pub async fn notify_upcoming(&self) -> Result<u64> {
         let now = self.now();
+        let schedules = self.store.list_schedules(None, true).await?;
         let mut enqueued = 0;
         for secret in self.store.list_secrets().await? {
-            let Some(policy_name) = &secret.policy else {
-                continue;
-            };
-            let Some(policy) = self.store.get_policy(policy_name).await? else {
-                continue;
-            };
-            if policy.procedure.notify_before_hours.is_empty() || policy.procedure.notify.is_empty() {
+            let target = Target::Secret(secret.path.clone());
+            // The secret's own policy, and the policy of every live schedule
+            // of it (with that schedule's offset).
+            let mut sources: Vec<(String, i64)> = secret.policy.iter().map(|p| (p.clone(), 0)).collect();
+            for schedule in schedules
+                .iter()
+                .filter(|x| x.target == target && x.state == ScheduleState::Scheduled)
+            {
+                if let Some(p) = &schedule.policy
+                    && !sources
+                        .iter()
+                        .any(|(name, offset)| name == p && *offset == schedule.offset_seconds)
+                {
+                    sources.push((p.clone(), schedule.offset_seconds));
+                }
+            }
+            if sources.is_empty() {
                 continue;
             }
-            let target = Target::Secret(secret.path.clone());
-            let current = self
-                .secret_backend()
-                .versions(&secret.path)
-                .await?
-                .into_iter()
-                .find(|v| v.has(crate::secret::Stage::Current));
-            let Some(current) = current else { continue };
-            let (event_name, deadline) = match current
-                .attr("not_after")
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            {
-                Some(not_after) => ("certificate_expiring", not_after.with_timezone(&chrono::Utc)),
-                None => match self.next_policy_time(&target, &policy, 0).await? {
-                    Some(t) => ("rotation_due_soon", t),
-                    None => continue,
-                },
+            let versions = self.secret_backend().versions(&secret.path).await?;
+            let Some(current) = versions.iter().find(|v| v.has(crate::secret::Stage::Current)) else {
+                continue;
             };
-            for hours in &policy.procedure.notify_before_hours {
-                let lead = chrono::TimeDelta::hours(i64::from(*hours));
-                if now < deadline - lead || now >= deadline {
+            let previous_grace_end = versions
+                .iter()
+                .find(|v| v.has(crate::secret::Stage::Previous) && v.attr("disabled_at").is_none())
+                .and_then(|v| {
+                    let end = v.attr("grace_until")?;
+                    let end = chrono::DateTime::parse_from_rfc3339(end).ok()?;
+                    Some((v.version, end.with_timezone(&chrono::Utc)))
+                });
+            for (policy_name, offset) in sources {
+                let Some(policy) = self.store.get_policy(&policy_name).await? else {
+                    continue;
+                };
+                if policy.procedure.notify_before_hours.is_empty() || policy.procedure.notify.is_empty() {
                     continue;
                 }
-                let notification = Notification {
-                    event: event_name.into(),
-                    target: target.to_string(),
-                    rotation_id: None,
-                    details: json!({"at": rfc3339(deadline), "lead_hours": hours, "version": current.version}),
-                };
-                let dedup = format!("{event_name}|{}|{}|{hours}", secret.path, current.version);
-                let mut tx = self.store.begin().await?;
-                self.enqueue(tx.as_mut(), &policy.procedure.notify, &notification, Some(&dedup), now)
-                    .await?;
-                tx.commit().await?;
-                enqueued += 1;
+                // What is coming: the certificate's expiry or the next rotation,
+                // and the end of a dual-write grace period.
+                let mut deadlines = Vec::new();
+                match current
+                    .attr("not_after")
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                {
+                    Some(not_after) => deadlines.push((
+                        "certificate_expiring",
+                        not_after.with_timezone(&chrono::Utc),
+                        current.version,
+                    )),
+                    None => {
+                        if let Some(t) = self.next_policy_time(&target, &policy, offset).await? {
+                            deadlines.push(("rotation_due_soon", t, current.version));
+                        }
+                    }
+                }
+                if let Some((version, end)) = previous_grace_end {
+                    deadlines.push(("grace_period_ending", end, version));
+                }
+                for (event_name, deadline, version) in deadlines {
+                    for hours in &policy.procedure.notify_before_hours {
+                        let lead = chrono::TimeDelta::hours(i64::from(*hours));
+                        if now < deadline - lead || now >= deadline {
+                            continue;
+                        }
+                        let notification = Notification {
+                            event: event_name.into(),
+                            target: target.to_string(),
+                            rotation_id: None,
+                            details: json!({"at": rfc3339(deadline), "lead_hours": hours, "version": version}),
+                        };
+                        let dedup = format!("{event_name}|{}|{version}|{hours}", secret.path);
+                        let mut tx = self.store.begin().await?;
+                        self.enqueue(tx.as_mut(), &policy.procedure.notify, &notification, Some(&dedup), now)
+                            .await?;
+                        tx.commit().await?;
+                        enqueued += 1;
+                    }
+                }
             }
         }
         Ok(enqueued)

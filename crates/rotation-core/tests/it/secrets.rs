@@ -933,3 +933,47 @@ async fn a_target_that_stays_down_orphans_the_schedule_with_a_notice_and_the_run
     assert_eq!(s.value("app/down", Stage::Previous).await.unwrap(), "down-old");
     assert_eq!(state(&engine).await.0, ScheduleState::Orphaned);
 }
+
+#[tokio::test]
+async fn notify_before_follows_schedules_and_dual_write_grace_periods() {
+    let s = Setup::new();
+    // No policy on the secret itself: only the schedule's, offset by a day.
+    s.policy("scheduled", Strategy::Staged, |p| p.notify_before_hours = vec![24])
+        .await;
+    s.put("sched/key", "value-sched", None).await;
+    let engine = s.engine();
+    engine
+        .add_policy_schedule(Target::Secret("sched/key".into()), "scheduled", 86_400)
+        .await
+        .unwrap();
+    // Due at day 31 (30 days + the offset): the 24-hour notice comes at day 30, not day 29.
+    s.h.clock.advance(TimeDelta::days(29) + TimeDelta::hours(12));
+    assert_eq!(engine.notify_upcoming().await.unwrap(), 0);
+    s.h.clock.advance(TimeDelta::days(1));
+    assert_eq!(engine.notify_upcoming().await.unwrap(), 1);
+
+    // A dual-write grace period ending soon is announced too.
+    let s = Setup::new();
+    s.policy("dw", Strategy::DualWrite, |p| {
+        p.grace_period_hours = Some(72);
+        p.notify_before_hours = vec![24];
+    })
+    .await;
+    s.put("api/key", "key-old-0001", Some("dw")).await;
+    let engine = s.engine();
+    engine.rotate_secret(rotate("api/key")).await.unwrap();
+    s.h.clock.advance(TimeDelta::hours(47));
+    engine.notify_upcoming().await.unwrap();
+    s.h.clock.advance(TimeDelta::hours(2));
+    engine.notify_upcoming().await.unwrap();
+    engine.notify_upcoming().await.unwrap();
+    let ending: Vec<_> = engine
+        .list_outbox(false, 20)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.notification.event == "grace_period_ending")
+        .map(|m| m.notification.details["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ending, [1], "once, for the old version");
+}
