@@ -129,12 +129,22 @@ impl Engine {
             }
             let full = claimed.len() == CLAIM_BATCH;
             let mut deferred_any = false;
+            let mut claims_ran_out = false;
             for schedule in claimed {
+                // Claims are not renewed: once less than half of one is left
+                // (earlier schedules of the batch took long), the rest is left
+                // to the next pass, where any process may claim it, rather than
+                // run under a claim that could run out mid-way.
+                let deadline = schedule.claim_expires_at.map(|until| until - self.config.lease / 2);
+                if deadline.is_some_and(|d| self.now() >= d) {
+                    claims_ran_out = true;
+                    break;
+                }
                 let outcome = self.run_schedule(schedule).await?;
                 deferred_any |= outcome.deferred;
                 outcomes.push(outcome);
             }
-            if !full || deferred_any {
+            if !full || deferred_any || claims_ran_out {
                 break;
             }
         }

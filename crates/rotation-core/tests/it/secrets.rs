@@ -34,6 +34,8 @@ struct Recorder {
     slow_set: Mutex<Option<std::time::Duration>>,
     /// Every step fails with `backend_unavailable` (the system is down).
     unavailable: Mutex<bool>,
+    /// `set` moves this clock on by this much (a slow system, in test time).
+    set_takes: Mutex<Option<(Arc<rotation_testkit::SettableClock>, TimeDelta)>>,
 }
 
 #[async_trait]
@@ -51,6 +53,9 @@ impl CredentialTarget for Recorder {
         ));
         if *self.unavailable.lock().unwrap() {
             return Err(Error::backend("target unreachable"));
+        }
+        if let (rotation_core::ports::Step::Set, Some((clock, by))) = (ctx.step, &*self.set_takes.lock().unwrap()) {
+            clock.advance(*by);
         }
         let delay = *self.slow_set.lock().unwrap();
         if let (rotation_core::ports::Step::Set, Some(d)) = (ctx.step, delay) {
@@ -976,4 +981,43 @@ async fn notify_before_follows_schedules_and_dual_write_grace_periods() {
         .map(|m| m.notification.details["version"].as_u64().unwrap())
         .collect();
     assert_eq!(ending, [1], "once, for the old version");
+}
+
+#[tokio::test]
+async fn schedules_whose_claim_ran_low_during_a_slow_batch_are_left_for_the_next_pass() {
+    let s = Setup::new();
+    s.policy("p", Strategy::Staged, |_| {}).await;
+    let engine = s.engine();
+    for path in ["slow/a", "slow/b", "slow/c"] {
+        s.put(path, "before", Some("p")).await;
+        engine
+            .add_policy_schedule(Target::Secret(path.into()), "p", 0)
+            .await
+            .unwrap();
+    }
+    s.h.clock.advance(TimeDelta::days(31));
+    // Each rotation takes 40 s of the 60 s claim.
+    *s.target.set_takes.lock().unwrap() = Some((s.h.clock.clone(), TimeDelta::seconds(40)));
+    let rotated = |outcomes: &[rotation_core::engine::ScheduledOutcome]| {
+        outcomes
+            .iter()
+            .filter(|o| o.result.as_ref().is_some_and(|r| !r.is_null()))
+            .count()
+    };
+    assert_eq!(rotated(&engine.process_scheduled_rotations().await.unwrap()), 1);
+    // The rest is still claimed by this process until the claim runs out.
+    assert_eq!(rotated(&engine.process_scheduled_rotations().await.unwrap()), 0);
+    let mut total = 1;
+    for _ in 0..4 {
+        s.h.clock.advance(TimeDelta::seconds(30));
+        total += rotated(&engine.process_scheduled_rotations().await.unwrap());
+    }
+    assert_eq!(total, 3);
+    for path in ["slow/a", "slow/b", "slow/c"] {
+        assert_eq!(
+            engine.secret_history(path, 10).await.unwrap().len(),
+            1,
+            "{path} rotated once"
+        );
+    }
 }
