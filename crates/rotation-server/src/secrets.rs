@@ -12,10 +12,16 @@
 //! (admin; audited `secret_read` by the engine; `Cache-Control:
 //! no-store`). Every other answer carries metadata only.
 //!
-//! **Who chooses where values go.** A `script` (a program the server runs
-//! with each new value) and an `http:URL` verification test (a URL the
-//! verifier sends each new value to) are chosen by admins only: an
-//! operator who could set either could send the next value anywhere.
+//! **Who chooses where values go.** The settings through which the server
+//! sends a value somewhere or runs something are chosen by admins only
+//! ([`admin_settings_changed`]): a `script` (a program the server runs
+//! with each new value on stdin), an `http:URL` verification test (a URL
+//! the verifier sends each new value to), `admin_secret` (the secret whose
+//! value is the database connection a new password is sent over),
+//! `ca_secret` (the secret whose private key signs certificates) and the
+//! database `role` whose password rotates. An operator who could set any
+//! of them could send the next value anywhere; an operator may resend the
+//! stored ones unchanged.
 
 use std::time::Instant;
 
@@ -73,6 +79,59 @@ fn http_tests(verify: &[String]) -> Vec<&str> {
         .map(|t| t.trim())
         .filter(|t| t.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("http:")))
         .collect()
+}
+
+/// The admin-only settings `body` sets or changes from `stored` (the
+/// secret's stored settings; `None` for a new secret), by name. These are
+/// the settings through which the server sends a value somewhere or runs
+/// something: `script`, `admin_secret`, `ca_secret`, `role` and the
+/// `http:URL` verification tests. A setting left out, or given equal to
+/// the stored one, is not a change.
+fn admin_settings_changed(body: &PutSecretBody, stored: Option<&SecretConfig>) -> Vec<&'static str> {
+    let none = SecretConfig::default();
+    let stored = stored.unwrap_or(&none);
+    let changes = |given: &Option<String>, stored: &Option<String>| given.is_some() && given != stored;
+    let mut changed = Vec::new();
+    if changes(&body.script, &stored.script) {
+        changed.push("script");
+    }
+    if changes(&body.admin_secret, &stored.admin_secret) {
+        changed.push("admin_secret");
+    }
+    if changes(&body.ca_secret, &stored.ca_secret) {
+        changed.push("ca_secret");
+    }
+    if changes(&body.role, &stored.role) {
+        changed.push("role");
+    }
+    if body
+        .verify
+        .as_deref()
+        .is_some_and(|verify| http_tests(verify) != http_tests(&stored.verify))
+    {
+        changed.push("http:URL verification tests");
+    }
+    changed
+}
+
+/// `forbidden` unless `caller` is an admin or `body` sets or changes no
+/// admin-only setting ([`admin_settings_changed`]). The answer names the
+/// settings, never their values.
+fn require_admin_for_settings(caller: &Caller, body: &PutSecretBody, stored: Option<&SecretConfig>) -> ApiResult<()> {
+    let changed = admin_settings_changed(body, stored);
+    if changed.is_empty() || caller.require(Role::Admin).is_ok() {
+        return Ok(());
+    }
+    Err(Error::new(
+        rotation_core::Reason::Forbidden,
+        format!(
+            "setting or changing {} needs the admin role (through these settings the server \
+             sends the secret's values somewhere or runs a program); an operator may resend \
+             the stored ones unchanged",
+            changed.join(", ")
+        ),
+    )
+    .into())
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -165,15 +224,15 @@ pub(crate) struct PutSecretBody {
     generate: Option<String>,
     /// Policy attached to the secret (used by rotations and schedules when none is named).
     policy: Option<String>,
-    /// Database: path of the secret holding the admin connection URL.
+    /// Database: path of the secret holding the admin connection URL. Setting or changing it needs admin: the new password is sent over that connection.
     admin_secret: Option<String>,
-    /// Database: the role whose password rotates.
+    /// Database: the role whose password rotates. Setting or changing it needs admin.
     role: Option<String>,
-    /// Executable on the server run for each rotation step. Admin only: it runs a program on the server's host.
+    /// Executable on the server run for each rotation step, with the values on stdin. Setting or changing it needs admin: it runs a program on the server's host.
     script: Option<String>,
-    /// Verification tests (`login`, `certificate`, `script`, `nonempty`, `http:URL`), replacing the stored ones.
+    /// Verification tests (`login`, `certificate`, `script`, `nonempty`, `http:URL`), replacing the stored ones. Adding, changing or removing an `http:URL` test needs admin: the verifier sends each new value to the URL.
     verify: Option<Vec<String>>,
-    /// Certificate: path of the secret holding the issuing CA; self-signed without.
+    /// Certificate: path of the secret holding the issuing CA; self-signed without. Setting or changing it needs admin: that CA's private key signs the certificates.
     ca_secret: Option<String>,
     /// Certificate: issue a CA certificate.
     ca: Option<bool>,
@@ -229,8 +288,10 @@ impl PutSecretBody {
         (status = 201, description = "Created: `{secret, version}` (metadata and the new version, never the value)", body = crate::openapi::JsonObject),
         (status = 200, description = "A new version of an existing secret: `{secret, version}`", body = crate::openapi::JsonObject)
     ))]
-/// Writes a secret and a new CURRENT version (operator; `script`, and
-/// setting or changing `http:URL` verification tests, need admin).
+/// Writes a secret and a new CURRENT version (operator). Setting or
+/// changing `script`, `admin_secret`, `ca_secret`, `role` or `http:URL`
+/// verification tests (on a new secret too) needs admin (403
+/// `forbidden`); resending the stored ones unchanged does not.
 pub(crate) async fn put_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,10 +299,6 @@ pub(crate) async fn put_secret(
     JsonBody(mut body): JsonBody<PutSecretBody>,
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
-    if body.script.is_some() {
-        // A script is a program the server runs: only admins choose one.
-        caller.require(Role::Admin)?;
-    }
     let engine = engine(&state, &caller);
     rotation_core::secret::check_path(&path)?;
     let secret_type = body.secret_type.as_deref().map(str::parse::<SecretType>).transpose()?;
@@ -257,22 +314,8 @@ pub(crate) async fn put_secret(
         (None, _) => None,
     };
     let existing = engine.store().get_secret(&path).await?;
-    if let Some(verify) = &body.verify {
-        // The HTTP verifier sends each new value to its URL: only admins
-        // choose where (an operator may resend the stored ones unchanged).
-        let stored = existing
-            .as_ref()
-            .map(|s| s.config.verify.as_slice())
-            .unwrap_or_default();
-        if http_tests(verify) != http_tests(stored) && caller.require(Role::Admin).is_err() {
-            return Err(Error::new(
-                rotation_core::Reason::Forbidden,
-                "setting or changing http:URL verification tests needs the admin role \
-                 (the verifier sends each new value to the URL)",
-            )
-            .into());
-        }
-    }
+    // Only admins choose where values go or what runs (module doc).
+    require_admin_for_settings(&caller, &body, existing.as_ref().map(|s| &s.config))?;
     let policy = body.policy.take();
     let config = body
         .settings_given()

@@ -728,3 +728,195 @@ async fn only_admins_set_or_change_http_verification_urls() {
     assert_error(&removed, StatusCode::FORBIDDEN, "forbidden");
     s.stop().await;
 }
+
+/// A secret's stored value and its entry in the list, read back as admin
+/// (neither shows the settings: a put's answer does).
+async fn stored(s: &TestServer, path: &str) -> (Value, Value) {
+    let (status, _, value) = read_value(s, &format!("/v1/secrets/{path}"), &s.admin).await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let (status, list) = s.get("/v1/secrets", &s.admin).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let secret = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path)
+        .cloned()
+        .unwrap_or_else(|| panic!("{path} not listed: {list}"));
+    (value, secret)
+}
+
+/// A 403 `forbidden` naming the admin role and `setting` (the first one
+/// changed), quoting none of `values`.
+fn assert_admin_needed(response: &(StatusCode, Value), setting: &str, values: &[&str]) {
+    assert_error(response, StatusCode::FORBIDDEN, "forbidden");
+    let message = response.1["message"].as_str().unwrap();
+    let changing = format!("changing {setting}");
+    assert!(
+        message.contains("admin role") && message.contains(&changing),
+        "{message}"
+    );
+    for v in values {
+        assert!(!message.contains(v), "{message}");
+    }
+}
+
+/// `script`, `admin_secret`, `ca_secret` and `role` decide where a new
+/// value is sent or what runs with it: setting or changing them needs
+/// admin (on a new secret too), resending them unchanged does not, and a
+/// refused request changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_set_or_change_script_admin_secret_ca_secret_and_role() {
+    let s = TestServer::sqlite().await;
+
+    // New secrets: refused for operators, nothing written.
+    let new_script = s
+        .put(
+            "/v1/secrets/app/scripted",
+            &s.operator,
+            json!({"value": "v1", "script": "/tmp/operator-exfil.sh"}),
+        )
+        .await;
+    assert_admin_needed(&new_script, "script", &["/tmp/operator-exfil.sh"]);
+    let (status, _, _) = read_value(&s, "/v1/secrets/app/scripted", &s.admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was written");
+
+    // The operator's own "admin connection": a PostgreSQL URL of their server.
+    let evil = s
+        .put(
+            "/v1/secrets/op/evil-admin",
+            &s.operator,
+            json!({"value": "postgres://collector:pw@attacker.example:5432/x"}),
+        )
+        .await;
+    assert_eq!(evil.0, StatusCode::CREATED, "{}", evil.1);
+    let admin_conn = s
+        .put(
+            "/v1/secrets/db/admin",
+            &s.admin,
+            json!({"value": "postgres://admin:pw@db.internal:5432/app"}),
+        )
+        .await;
+    assert_eq!(admin_conn.0, StatusCode::CREATED, "{}", admin_conn.1);
+    let new_db = s
+        .put(
+            "/v1/secrets/db/app",
+            &s.operator,
+            json!({"type": "database", "value": "pw1", "role": "app", "admin_secret": "op/evil-admin"}),
+        )
+        .await;
+    assert_admin_needed(&new_db, "admin_secret", &["op/evil-admin"]);
+    assert!(
+        new_db.1["message"].as_str().unwrap().contains("admin_secret, role"),
+        "{}",
+        new_db.1
+    );
+    let (status, _, _) = read_value(&s, "/v1/secrets/db/app", &s.admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was written");
+    let new_ca = s
+        .put(
+            "/v1/secrets/app/ca-signed",
+            &s.operator,
+            json!({"value": "v1", "ca_secret": "op/evil-admin"}),
+        )
+        .await;
+    assert_admin_needed(&new_ca, "ca_secret", &["op/evil-admin"]);
+
+    // An admin sets them.
+    let db = s
+        .put(
+            "/v1/secrets/db/app",
+            &s.admin,
+            json!({"type": "database", "value": "pw1", "role": "app", "admin_secret": "db/admin"}),
+        )
+        .await;
+    assert_eq!(db.0, StatusCode::CREATED, "{}", db.1);
+    let scripted = s
+        .put(
+            "/v1/secrets/app/scripted",
+            &s.admin,
+            json!({"value": "v1", "script": "/bin/true"}),
+        )
+        .await;
+    assert_eq!(scripted.0, StatusCode::CREATED, "{}", scripted.1);
+
+    // The operator resends them unchanged (with a new value, or the value
+    // alone, or other settings): allowed.
+    let same_db = s
+        .put(
+            "/v1/secrets/db/app",
+            &s.operator,
+            json!({"value": "pw2", "role": "app", "admin_secret": "db/admin"}),
+        )
+        .await;
+    assert_eq!(same_db.0, StatusCode::OK, "{}", same_db.1);
+    let same_script = s
+        .put(
+            "/v1/secrets/app/scripted",
+            &s.operator,
+            json!({"value": "v2", "script": "/bin/true", "verify": ["nonempty"]}),
+        )
+        .await;
+    assert_eq!(same_script.0, StatusCode::OK, "{}", same_script.1);
+    let value_only = s
+        .put("/v1/secrets/app/scripted", &s.operator, json!({"value": "v3"}))
+        .await;
+    assert_eq!(value_only.0, StatusCode::OK, "{}", value_only.1);
+
+    // The operator changes them: refused, and nothing changes.
+    let db_config = same_db.1["secret"]["config"].clone();
+    assert_eq!(db_config["admin_secret"], "db/admin", "{}", same_db.1);
+    assert_eq!(db_config["role"], "app", "{}", same_db.1);
+    let db_before = stored(&s, "db/app").await;
+    assert_eq!(db_before.0["value"], "pw2");
+    for (body, setting) in [
+        (json!({"value": "pw3", "admin_secret": "op/evil-admin"}), "admin_secret"),
+        (json!({"value": "pw3", "role": "postgres"}), "role"),
+        (
+            json!({"value": "pw3", "role": "app", "admin_secret": "op/evil-admin"}),
+            "admin_secret",
+        ),
+        (json!({"value": "pw3", "script": "/tmp/operator-exfil.sh"}), "script"),
+    ] {
+        let refused = s.put("/v1/secrets/db/app", &s.operator, body.clone()).await;
+        assert_admin_needed(&refused, setting, &["op/evil-admin", "pw3", "/tmp/operator-exfil.sh"]);
+    }
+    let db_after = stored(&s, "db/app").await;
+    assert_eq!(db_after.0["value"], "pw2", "the refused puts wrote no version");
+    assert_eq!(db_after.0["version"], db_before.0["version"]);
+    assert_eq!(db_after.1, db_before.1);
+    let later = s.put("/v1/secrets/db/app", &s.operator, json!({"value": "pw4"})).await;
+    assert_eq!(later.0, StatusCode::OK, "{}", later.1);
+    assert_eq!(
+        later.1["secret"]["config"], db_config,
+        "the refused puts changed no setting"
+    );
+
+    let scripted_config = value_only.1["secret"]["config"].clone();
+    assert_eq!(scripted_config["script"], "/bin/true", "{}", value_only.1);
+    let scripted_before = stored(&s, "app/scripted").await;
+    for body in [
+        json!({"value": "v4", "script": "/tmp/operator-exfil.sh"}),
+        json!({"script": "/tmp/operator-exfil.sh", "verify": ["nonempty"]}),
+    ] {
+        let refused = s.put("/v1/secrets/app/scripted", &s.operator, body).await;
+        assert_admin_needed(&refused, "script", &["/tmp/operator-exfil.sh", "v4"]);
+    }
+    let scripted_after = stored(&s, "app/scripted").await;
+    assert_eq!(scripted_after.0["value"], "v3");
+    assert_eq!(scripted_after.0["version"], scripted_before.0["version"]);
+    assert_eq!(scripted_after.1, scripted_before.1);
+    let later = s
+        .put("/v1/secrets/app/scripted", &s.operator, json!({"value": "v5"}))
+        .await;
+    assert_eq!(later.0, StatusCode::OK, "{}", later.1);
+    assert_eq!(later.1["secret"]["config"], scripted_config);
+
+    // An admin changes them.
+    let changed = s
+        .put("/v1/secrets/app/scripted", &s.admin, json!({"script": "/bin/echo"}))
+        .await;
+    assert_eq!(changed.0, StatusCode::OK, "{}", changed.1);
+    assert_eq!(changed.1["secret"]["config"]["script"], "/bin/echo", "{}", changed.1);
+    s.stop().await;
+}
