@@ -116,8 +116,24 @@ impl Engine {
     /// schedule. Claims live in the store, so several processes calling
     /// this at once run each schedule once.
     pub async fn process_scheduled_rotations(&self) -> Result<Vec<ScheduledOutcome>> {
-        let mut outcomes = self.resume_stale_runs().await?;
+        self.process_scheduled_rotations_while(&|| true).await
+    }
+
+    /// [`Engine::process_scheduled_rotations`], stopping early once
+    /// `keep_going` answers false (a graceful shutdown): checked before each
+    /// run and schedule; the run or schedule in progress finishes, claimed
+    /// schedules not yet started are handed back at once, and the pass's
+    /// housekeeping (grace periods, revocations, notices) is left to the
+    /// next pass.
+    pub async fn process_scheduled_rotations_while(
+        &self,
+        keep_going: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<ScheduledOutcome>> {
+        let mut outcomes = self.resume_stale_runs_while(keep_going).await?;
         loop {
+            if !keep_going() {
+                return Ok(outcomes);
+            }
             let now = self.now();
             let mut tx = self.store.begin().await?;
             let claimed = tx
@@ -130,7 +146,8 @@ impl Engine {
             let full = claimed.len() == CLAIM_BATCH;
             let mut deferred_any = false;
             let mut claims_ran_out = false;
-            for schedule in claimed {
+            let mut claimed = claimed.into_iter();
+            while let Some(schedule) = claimed.next() {
                 // Claims are not renewed: once less than half of one is left
                 // (earlier schedules of the batch took long), the rest is left
                 // to the next pass, where any process may claim it, rather than
@@ -140,6 +157,11 @@ impl Engine {
                     claims_ran_out = true;
                     break;
                 }
+                if !keep_going() {
+                    // Still solidly ours (checked just above): hand them back.
+                    self.release_claims(std::iter::once(schedule).chain(claimed)).await?;
+                    return Ok(outcomes);
+                }
                 let outcome = self.run_schedule(schedule).await?;
                 deferred_any |= outcome.deferred;
                 outcomes.push(outcome);
@@ -148,11 +170,25 @@ impl Engine {
                 break;
             }
         }
+        if !keep_going() {
+            return Ok(outcomes);
+        }
         outcomes.extend(self.end_grace_periods().await?);
         outcomes.extend(self.auto_revoke_keys().await?);
         self.prepublish_keys().await?;
         self.notify_upcoming().await?;
         Ok(outcomes)
+    }
+
+    /// Clears this process's claim on schedules it will not run now.
+    async fn release_claims(&self, schedules: impl Iterator<Item = Schedule>) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        for mut schedule in schedules {
+            schedule.claimed_by = None;
+            schedule.claim_expires_at = None;
+            tx.update_schedule(&schedule).await?;
+        }
+        tx.commit().await
     }
 
     async fn run_schedule(&self, mut schedule: Schedule) -> Result<ScheduledOutcome> {
@@ -346,11 +382,18 @@ impl Engine {
 
     /// Resumes every run whose lease has expired (its process died).
     pub async fn resume_stale_runs(&self) -> Result<Vec<ScheduledOutcome>> {
+        self.resume_stale_runs_while(&|| true).await
+    }
+
+    async fn resume_stale_runs_while(&self, keep_going: &(dyn Fn() -> bool + Sync)) -> Result<Vec<ScheduledOutcome>> {
         let now = self.now();
         let mut outcomes = Vec::new();
         for run in self.store.list_active_runs().await? {
             if run.lease_expires_at > now {
                 continue;
+            }
+            if !keep_going() {
+                break;
             }
             let mut outcome = ScheduledOutcome::new(run.rotation_id, run.target.clone());
             match self.rotate_target(&run.target, Some(run.rotation_id), None).await {

@@ -1021,3 +1021,41 @@ async fn schedules_whose_claim_ran_low_during_a_slow_batch_are_left_for_the_next
         );
     }
 }
+
+#[tokio::test]
+async fn a_pass_told_to_stop_finishes_the_rotation_in_progress_and_hands_back_the_rest() {
+    let s = Setup::new();
+    s.policy("p", Strategy::Staged, |_| {}).await;
+    let engine = s.engine();
+    for path in ["stop/a", "stop/b", "stop/c"] {
+        s.put(path, "before", Some("p")).await;
+        engine
+            .add_policy_schedule(Target::Secret(path.into()), "p", 0)
+            .await
+            .unwrap();
+    }
+    s.h.clock.advance(TimeDelta::days(31));
+    // "Shutdown" arrives once the first rotation has started.
+    let target = s.target.clone();
+    let keep_going = move || target.steps.lock().unwrap().is_empty();
+    let outcomes = engine.process_scheduled_rotations_while(&keep_going).await.unwrap();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert!(
+        outcomes[0].result.is_some(),
+        "the rotation in progress finished: {outcomes:?}"
+    );
+    let claimed: Vec<_> = engine
+        .list_schedules(None, true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.claimed_by.is_some())
+        .collect();
+    assert!(claimed.is_empty(), "unstarted claims were handed back: {claimed:?}");
+    // Another replica takes them at once, without waiting for claims to expire.
+    let other =
+        s.h.engine("other-replica")
+            .with_resolver(Arc::new(Resolver(s.target.clone())));
+    let rest = other.process_scheduled_rotations().await.unwrap();
+    assert_eq!(rest.iter().filter(|o| o.result.is_some()).count(), 2, "{rest:?}");
+}
