@@ -256,12 +256,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 /// Runs engine work in its own task: a dropped request (client gone,
 /// timeout) does not cancel it halfway.
-pub(crate) async fn detached<T, F>(work: F) -> ApiResult<T>
+pub(crate) async fn detached<T, F>(state: &AppState, work: F) -> ApiResult<T>
 where
     T: Send + 'static,
     F: Future<Output = rotation_core::Result<T>> + Send + 'static,
 {
-    tokio::spawn(work)
+    state
+        .background
+        .spawn(work)
         .await
         .map_err(|e| Error::new(Reason::RotationFailed, format!("the operation's task failed: {e}")))?
         .map_err(ApiError::from)
@@ -376,7 +378,7 @@ async fn create_authority(
     };
     let e = engine.clone();
     let created_id = id.clone();
-    detached(async move {
+    detached(&state, async move {
         e.create_authority(new).await?;
         if let Some(hours) = prepublish {
             e.set_prepublish_hours(&created_id, hours).await?;
@@ -437,7 +439,7 @@ async fn rotate_authority(
         })
         .transpose()?;
     let started = Instant::now();
-    let result = detached(async move { engine.rotate_key(request).await }).await;
+    let result = detached(&state, async move { engine.rotate_key(request).await }).await;
     metrics::record_rotation("authority", &result, started.elapsed());
     Ok(Json(result?).into_response())
 }
@@ -558,7 +560,7 @@ async fn issue_chain(
         delegate_to: body.delegate_to.map(AgentId::parse).transpose()?,
     };
     let engine = engine(&state, &caller);
-    let records = detached(async move { engine.issue_chain(request).await }).await?;
+    let records = detached(&state, async move { engine.issue_chain(request).await }).await?;
     Ok(created(records.iter().map(RecordView::from).collect::<Vec<_>>()))
 }
 
@@ -623,7 +625,7 @@ async fn create_keyring(
     let engine = engine(&state, &caller);
     let name = KeyringName::parse(body.name)?;
     let (e, n) = (engine.clone(), name.clone());
-    detached(async move { e.create_keyring(&n).await }).await?;
+    detached(&state, async move { e.create_keyring(&n).await }).await?;
     Ok(created(keyring_view(&engine, &name).await?))
 }
 
@@ -679,7 +681,7 @@ async fn rotate_keyring(
     };
     let engine = engine(&state, &caller);
     let started = Instant::now();
-    let result = detached(async move { engine.rotate_keyring_with(&name, request).await }).await;
+    let result = detached(&state, async move { engine.rotate_keyring_with(&name, request).await }).await;
     if !body.dry_run {
         metrics::record_rotation("keyring", &result, started.elapsed());
     }
@@ -715,7 +717,11 @@ async fn migrate_keyring(
         retire_old: body.retire_old,
     };
     let engine = engine(&state, &caller);
-    let report = detached(async move { engine.migrate_keyring(&name, &options, &|_| {}).await }).await?;
+    let report = detached(
+        &state,
+        async move { engine.migrate_keyring(&name, &options, &|_| {}).await },
+    )
+    .await?;
     Ok(Json(report).into_response())
 }
 
@@ -1025,11 +1031,13 @@ async fn run_due(State(state): State<AppState>, caller: Caller) -> ApiResult<Res
     caller.require(Role::Operator)?;
     let engine = engine(&state, &caller);
     let e = engine.clone();
-    let outcomes = detached(async move { e.process_scheduled_rotations().await }).await?;
+    let outcomes = detached(&state, async move { e.process_scheduled_rotations().await }).await?;
     metrics::record_outcomes(&outcomes);
     // Deliver what these runs queued, as `rotation schedule run-due` does
     // (in the background: the client does not wait for receivers).
-    tokio::spawn(async move { crate::worker::dispatch(&engine).await });
+    state
+        .background
+        .spawn(async move { crate::worker::dispatch(&engine).await });
     Ok(Json(outcomes).into_response())
 }
 

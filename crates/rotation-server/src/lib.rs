@@ -12,6 +12,7 @@
 
 mod api;
 pub mod auth;
+mod background;
 pub mod error;
 mod metrics;
 mod openapi;
@@ -99,6 +100,7 @@ pub(crate) struct AppState {
     lease: chrono::TimeDelta,
     notifier: Arc<dyn Notifier>,
     secret_backend: Option<Arc<dyn SecretBackend>>,
+    background: background::Background,
 }
 
 impl AppState {
@@ -128,6 +130,9 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     worker: Option<JoinHandle<()>>,
+    background: background::Background,
+    /// How long a shutdown waits for operations started by requests.
+    background_grace: std::time::Duration,
 }
 
 impl RunningServer {
@@ -136,8 +141,12 @@ impl RunningServer {
         self.addr
     }
 
-    /// Graceful shutdown: stop the scheduler worker (a pass in progress
-    /// finishes), stop accepting connections, finish in-flight requests.
+    /// Graceful shutdown: the scheduler worker stops between rotations
+    /// (the one in progress finishes, unstarted claims are handed back),
+    /// the server stops accepting connections and finishes in-flight
+    /// requests, then waits up to one lease for operations requests started
+    /// (a rotation whose client went away); what is still running then is
+    /// resumed by another replica once its lease expires.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
         self.wait().await
@@ -149,7 +158,14 @@ impl RunningServer {
         if let Some(worker) = self.worker {
             let _ = worker.await;
         }
-        match self.server.await {
+        let served = self.server.await;
+        if !self.background.wait_idle(self.background_grace).await {
+            tracing::warn!(
+                running = self.background.running(),
+                "operations still running at shutdown; another replica resumes their runs when their leases expire"
+            );
+        }
+        match served {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(rotation_core::Error::backend(format!("HTTP server failed: {e}"))),
             Err(e) => Err(rotation_core::Error::backend(format!("HTTP server task failed: {e}"))),
@@ -202,7 +218,10 @@ pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Runnin
         clock: config.clock.clone(),
         owner: rotation_app::process_owner(&format!("server:{}", config.worker_id)),
         lease: config.lease,
+        background: background::Background::default(),
     };
+    let background = state.background.clone();
+    let background_grace = config.lease.to_std().unwrap_or(std::time::Duration::from_secs(60));
     metrics::init();
     let addr = listener
         .local_addr()
@@ -231,5 +250,7 @@ pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Runnin
         shutdown,
         server,
         worker,
+        background,
+        background_grace,
     })
 }

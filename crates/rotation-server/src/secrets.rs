@@ -329,7 +329,7 @@ pub(crate) async fn put_secret(
         config,
     };
     let e = engine.clone();
-    let (secret, version) = detached(async move { e.put_secret(request).await }).await?;
+    let (secret, version) = detached(&state, async move { e.put_secret(request).await }).await?;
     let body = json!({"secret": secret, "version": version});
     Ok(if existing.is_none() {
         created(body)
@@ -493,11 +493,13 @@ pub(crate) async fn rotate_secret(
     let engine = engine(&state, &caller);
     let started = Instant::now();
     let e = engine.clone();
-    let result = detached(async move { e.rotate_secret(request).await }).await;
+    let result = detached(&state, async move { e.rotate_secret(request).await }).await;
     metrics::record_rotation("secret", &result, started.elapsed());
     // Success and failure both queue notifications: deliver them now
     // rather than at the worker's next pass (not awaited by the client).
-    tokio::spawn(async move { crate::worker::dispatch(&engine).await });
+    state
+        .background
+        .spawn(async move { crate::worker::dispatch(&engine).await });
     Ok(Json(result?).into_response())
 }
 

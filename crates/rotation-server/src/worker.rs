@@ -3,7 +3,8 @@
 //! also ends dual-write grace periods), then delivers the notification
 //! outbox (`Engine::dispatch_outbox`). Claims and leases live in the
 //! store, so any number of replicas may run it.
-//! On shutdown it stops between passes; a pass in progress finishes.
+//! On shutdown it stops between rotations: the one in progress finishes,
+//! schedules it claimed but did not start are handed back.
 
 use std::time::Duration;
 
@@ -25,8 +26,10 @@ pub(crate) async fn run(engine: Engine, interval: Duration, mut shutdown: watch:
         if *shutdown.borrow() {
             break;
         }
-        // Not raced against shutdown: a pass runs to the end.
-        match engine.process_scheduled_rotations().await {
+        // Not raced against shutdown (a rotation is never cut off): the
+        // pass checks between rotations and stops early.
+        let keep_going = || !*shutdown.borrow();
+        match engine.process_scheduled_rotations_while(&keep_going).await {
             Ok(outcomes) => {
                 metrics::record_outcomes(&outcomes);
                 for o in &outcomes {

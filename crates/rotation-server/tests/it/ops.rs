@@ -184,7 +184,8 @@ async fn the_scheduler_worker_runs_due_rotations_and_stops_on_shutdown() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, st) = s.get("/v1/authorities/org-acme/status", &s.viewer).await;
-        if st["last_rotation"].is_string() {
+        // Promoted (last_rotation) and finished (no active run).
+        if st["last_rotation"].is_string() && st["active_rotation_id"].is_null() {
             assert!(st["next_scheduled"].is_null(), "{st}");
             break;
         }
