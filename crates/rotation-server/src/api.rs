@@ -331,7 +331,7 @@ async fn ready(state: &AppState) -> rotation_core::Result<()> {
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    metrics::refresh_gauges(&state.engine("metrics".into())).await;
+    metrics::refresh_gauges(&state.engine("metrics".into()), &state.gauges).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         metrics::render(),

@@ -101,6 +101,7 @@ pub(crate) struct AppState {
     notifier: Arc<dyn Notifier>,
     secret_backend: Option<Arc<dyn SecretBackend>>,
     background: background::Background,
+    gauges: Arc<metrics::GaugeCache>,
 }
 
 impl AppState {
@@ -219,6 +220,7 @@ pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Runnin
         owner: rotation_app::process_owner(&format!("server:{}", config.worker_id)),
         lease: config.lease,
         background: background::Background::default(),
+        gauges: Arc::default(),
     };
     let background = state.background.clone();
     let background_grace = config.lease.to_std().unwrap_or(std::time::Duration::from_secs(60));

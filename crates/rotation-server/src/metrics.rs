@@ -6,12 +6,16 @@
 //! - `rotation_rotation_duration_seconds{kind}`: histogram of their durations.
 //! - `rotation_notifications_total{outcome}`: outbox deliveries
 //!   (`delivered`, `retrying`) by the worker and the API.
+//!   Client mistakes (`not_found`, `invalid_*`, `forbidden`, ...) count as
+//!   `rejected`, not `failed`.
 //! - `rotation_active_runs`, `rotation_keys_in_grace`, `rotation_due_schedules`,
-//!   `rotation_outbox_pending`, `rotation_orphaned_schedules`: gauges read
-//!   from the store at each scrape.
+//!   `rotation_outbox_pending`, `rotation_orphaned_schedules` and the
+//!   compliance report's figures: gauges read from the store, at most once
+//!   per [`GAUGE_MAX_AGE`] per server (scrapes need no token, so a flood of
+//!   them must not turn into a flood of store scans).
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rotation_core::Engine;
@@ -92,8 +96,24 @@ pub(crate) fn render() -> String {
 fn outcome_of<T>(result: &std::result::Result<T, crate::error::ApiError>) -> &'static str {
     match result {
         Ok(_) => "completed",
-        Err(e) if e.reason() == Reason::ConcurrentRotation => "conflict",
-        Err(_) => "failed",
+        Err(e) => outcome_of_reason(e.reason()),
+    }
+}
+
+/// The outcome label of a rotation that did not complete.
+fn outcome_of_reason(reason: Reason) -> &'static str {
+    match reason {
+        Reason::ConcurrentRotation => "conflict",
+        Reason::NotFound
+        | Reason::InvalidInput
+        | Reason::InvalidPolicy
+        | Reason::InvalidScheduleTime
+        | Reason::AlreadyExists
+        | Reason::Unauthorized
+        | Reason::Forbidden
+        | Reason::GracePeriodNotExpired
+        | Reason::KeyNotInGracePeriod => "rejected",
+        _ => "failed",
     }
 }
 
@@ -118,9 +138,15 @@ pub(crate) fn record_outcomes(outcomes: &[ScheduledOutcome]) {
         } else if o.deferred {
             "deferred"
         } else {
-            "failed"
+            o.error_reason
+                .as_deref()
+                .and_then(Reason::parse)
+                .map_or("failed", outcome_of_reason)
         };
         metrics::counter!("rotation_rotations_total", "kind" => o.target.kind(), "outcome" => outcome).increment(1);
+        if let Some(took) = o.duration_seconds {
+            metrics::histogram!("rotation_rotation_duration_seconds", "kind" => o.target.kind()).record(took);
+        }
     }
 }
 
@@ -130,14 +156,58 @@ pub(crate) fn record_dispatch(report: &DispatchReport) {
     metrics::counter!("rotation_notifications_total", "outcome" => "retrying").increment(report.retrying);
 }
 
-/// Sets the gauges from the store; a failure is logged and leaves them as they were.
-pub(crate) async fn refresh_gauges(engine: &Engine) {
-    if let Err(e) = try_refresh(engine).await {
-        tracing::warn!(reason = %e.reason, message = %e.message, "cannot refresh gauges");
-    }
+/// How long gauge figures read from the store are reused.
+pub(crate) const GAUGE_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The gauge figures of one server's store.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    active: usize,
+    in_grace: usize,
+    due: usize,
+    orphaned: usize,
+    outbox_pending: usize,
+    overdue: usize,
+    stuck: usize,
+    pending_revocations: usize,
+    grace_ending_soon: usize,
 }
 
-async fn try_refresh(engine: &Engine) -> Result<()> {
+/// One server's last gauge figures and when they were read; the lock also
+/// makes concurrent scrapes wait for one store read instead of each doing it.
+#[derive(Default)]
+pub(crate) struct GaugeCache(tokio::sync::Mutex<Option<(Instant, Figures)>>);
+
+/// Sets the gauges from the store (or from figures read less than
+/// [`GAUGE_MAX_AGE`] ago); a failure is logged and leaves them as they were.
+pub(crate) async fn refresh_gauges(engine: &Engine, cache: &GaugeCache) {
+    let mut last = cache.0.lock().await;
+    let figures = match *last {
+        Some((at, figures)) if at.elapsed() < GAUGE_MAX_AGE => figures,
+        _ => match read_figures(engine).await {
+            Ok(figures) => {
+                *last = Some((Instant::now(), figures));
+                figures
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e.reason, message = %e.message, "cannot refresh gauges");
+                return;
+            }
+        },
+    };
+    let set = |name: &'static str, value: usize| metrics::gauge!(name).set(value as f64);
+    set("rotation_active_runs", figures.active);
+    set("rotation_keys_in_grace", figures.in_grace);
+    set("rotation_due_schedules", figures.due);
+    set("rotation_orphaned_schedules", figures.orphaned);
+    set("rotation_outbox_pending", figures.outbox_pending);
+    set("rotation_overdue_targets", figures.overdue);
+    set("rotation_stuck_runs", figures.stuck);
+    set("rotation_pending_revocations", figures.pending_revocations);
+    set("rotation_grace_ending_soon", figures.grace_ending_soon);
+}
+
+async fn read_figures(engine: &Engine) -> Result<Figures> {
     let store = engine.store();
     let now = engine.now();
     let active = store.list_active_runs().await?.len();
@@ -157,17 +227,18 @@ async fn try_refresh(engine: &Engine) -> Result<()> {
         .count();
     let orphaned = schedules.iter().filter(|s| s.state == ScheduleState::Orphaned).count();
     let outbox_pending = engine.list_outbox(true, OUTBOX_GAUGE_LIMIT).await?.len();
-    metrics::gauge!("rotation_active_runs").set(active as f64);
-    metrics::gauge!("rotation_keys_in_grace").set(in_grace as f64);
-    metrics::gauge!("rotation_due_schedules").set(due as f64);
-    metrics::gauge!("rotation_orphaned_schedules").set(orphaned as f64);
-    metrics::gauge!("rotation_outbox_pending").set(outbox_pending as f64);
     // The compliance report's figures (`rotation report`).
     let report = engine.compliance_report().await?;
-    let sum = |f: fn(&rotation_core::engine::ComplianceItem) -> usize| report.items.iter().map(f).sum::<usize>() as f64;
-    metrics::gauge!("rotation_overdue_targets").set(report.overdue as f64);
-    metrics::gauge!("rotation_stuck_runs").set(report.stuck_runs.len() as f64);
-    metrics::gauge!("rotation_pending_revocations").set(sum(|i| i.pending_revocations.len()));
-    metrics::gauge!("rotation_grace_ending_soon").set(sum(|i| i.grace_ending_soon.len()));
-    Ok(())
+    let sum = |f: fn(&rotation_core::engine::ComplianceItem) -> usize| report.items.iter().map(f).sum::<usize>();
+    Ok(Figures {
+        active,
+        in_grace,
+        due,
+        orphaned,
+        outbox_pending,
+        overdue: report.overdue,
+        stuck: report.stuck_runs.len(),
+        pending_revocations: sum(|i| i.pending_revocations.len()),
+        grace_ending_soon: sum(|i| i.grace_ending_soon.len()),
+    })
 }

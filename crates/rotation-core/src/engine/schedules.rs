@@ -33,6 +33,9 @@ pub struct ScheduledOutcome {
     pub deferred: bool,
     /// A policy schedule whose policy did not fire.
     pub skipped: bool,
+    /// Wall-clock seconds the attempt took (for metrics), when it ran one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
 }
 
 impl ScheduledOutcome {
@@ -45,6 +48,7 @@ impl ScheduledOutcome {
             error: None,
             deferred: false,
             skipped: false,
+            duration_seconds: None,
         }
     }
 
@@ -193,6 +197,7 @@ impl Engine {
 
     async fn run_schedule(&self, mut schedule: Schedule) -> Result<ScheduledOutcome> {
         let mut outcome = ScheduledOutcome::new(schedule.id, schedule.target.clone());
+        let started = std::time::Instant::now();
         let result = match &schedule.policy {
             None => self.rotate_target(&schedule.target, Some(schedule.id), None).await,
             Some(policy) => match self.run_policy(&schedule, policy).await {
@@ -204,6 +209,9 @@ impl Engine {
                 Err(e) => Err(e),
             },
         };
+        if !outcome.skipped {
+            outcome.duration_seconds = Some(started.elapsed().as_secs_f64());
+        }
         let now = self.now();
         let mut drafts = Vec::new();
         let mut orphaned_notice = None;
@@ -396,10 +404,12 @@ impl Engine {
                 break;
             }
             let mut outcome = ScheduledOutcome::new(run.rotation_id, run.target.clone());
+            let started = std::time::Instant::now();
             match self.rotate_target(&run.target, Some(run.rotation_id), None).await {
                 Ok(done) => outcome.result = Some(done),
                 Err(e) => outcome.fail(&e, e.reason.is_retryable()),
             }
+            outcome.duration_seconds = Some(started.elapsed().as_secs_f64());
             outcomes.push(outcome);
         }
         Ok(outcomes)

@@ -25,6 +25,8 @@ async fn health_readiness_metrics_and_unknown_routes() {
     )
     .await;
     s.post("/v1/authorities/org-acme/rotate", &s.operator, json!({})).await;
+    // A client mistake is not a failed rotation.
+    s.post("/v1/authorities/no-such-org/rotate", &s.operator, json!({})).await;
     let text = s
         .client
         .get(format!("{}/metrics", s.base))
@@ -38,6 +40,11 @@ async fn health_readiness_metrics_and_unknown_routes() {
         text.contains(r#"rotation_rotations_total{kind="authority",outcome="completed"}"#),
         "{text}"
     );
+    assert!(
+        text.contains(r#"rotation_rotations_total{kind="authority",outcome="rejected"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains(r#"outcome="failed""#), "{text}");
     assert!(text.contains("rotation_rotation_duration_seconds_bucket"), "{text}");
     assert!(text.contains("rotation_keys_in_grace"), "{text}");
     assert!(text.contains("rotation_active_runs"), "{text}");
@@ -200,6 +207,20 @@ async fn the_scheduler_worker_runs_due_rotations_and_stops_on_shutdown() {
         .find(|e| e["event"] == "rotation_completed")
         .expect("rotation_completed");
     assert_eq!(completed["rotation_id"], scheduled["rotation_id"]);
+    // The worker's rotation is in the duration histogram (the only rotation of this process).
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"rotation_rotation_duration_seconds_count{kind="authority"} 1"#),
+        "{text}"
+    );
     let shutdown = tokio::time::timeout(Duration::from_secs(10), s.stop()).await;
     assert!(shutdown.is_ok(), "graceful shutdown finishes");
 }
