@@ -4,10 +4,11 @@
 //! Installs schemathesis into `.cache/schemathesis-venv` (ignored by git),
 //! builds the binaries, initialises a temporary SQLite store, creates an
 //! admin token, starts the server on a free loopback port, validates
-//! `/openapi.json` with openapi-spec-validator, runs `st run ... --checks
-//! not_a_server_error` twice (path parameters generated, then pinned to
-//! seeded resources), and stops the server by its PID. Any 5xx or an
-//! invalid document fails the command.
+//! `/openapi.json` with openapi-spec-validator, runs `st run` with the
+//! [`CHECKS`] twice (path parameters generated, then pinned to seeded
+//! resources), and stops the server by its PID. Any 5xx, an answer the
+//! document does not describe (status, content type, body schema, headers)
+//! or an invalid document fails the command.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{Result, cargo, root, run};
+
+/// What schemathesis checks on every answer: no 5xx, and conformance to
+/// the document (documented status code, content type, body schema and
+/// headers).
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance";
 
 /// Examples per operation unless `--max-examples N` is given.
 const DEFAULT_MAX_EXAMPLES: u32 = 50;
@@ -216,7 +222,7 @@ pub(crate) fn fuzz_api(args: &[String]) -> Result {
         let mut fuzz = Command::new(venv.join("bin/st"));
         fuzz.args(["run", &document])
             .args(["--header", &format!("Authorization: Bearer {token}")])
-            .args(["--checks", "not_a_server_error"])
+            .args(["--checks", CHECKS])
             .args(["--max-examples", &max_examples.to_string()])
             .args(["--seed", "1"])
             .args(extra)
