@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod binary;
 mod config_file;
+mod jwks_revocation;
 mod openapi;
 mod ops;
 mod postgres;
