@@ -186,6 +186,21 @@ impl Engine {
                 self.resolver.verifier(t)?;
             }
         }
+        if strategy == Strategy::BlueGreen
+            && let Some(role) = &secret.config.role
+            && current.attr("username") == Some(role.as_str())
+        {
+            // Rotating <role>_green then <role>_blue would leave <role> itself
+            // with its password for good.
+            return Err(crate::policy::invalid_field(
+                "strategy",
+                format!(
+                    "secret {} holds the password of role {role} itself; blue-green rotates {role}_blue and \
+                     {role}_green: put the secret again with the password of {role}_blue under the blue-green policy",
+                    secret.path
+                ),
+            ));
+        }
         let slot =
             (strategy == Strategy::BlueGreen).then(|| other_slot(current.attr("slot").unwrap_or("blue")).to_owned());
         Ok(Plan {

@@ -242,13 +242,15 @@ impl Engine {
         };
         if secret.secret_type == SecretType::Database {
             let role = secret.config.role.clone().unwrap_or_default();
+            let blue_green = self.secret_strategy(&secret, None).await? == Strategy::BlueGreen;
             let username = match current
                 .as_ref()
                 .and_then(|(v, _)| v.attr("username").map(str::to_owned))
             {
-                Some(u) => u,
-                None if self.secret_strategy(&secret, None).await? == Strategy::BlueGreen => format!("{role}_blue"),
-                None => role,
+                // Under blue-green the value belongs to a slot role, never the bare one.
+                Some(u) if !(blue_green && u == role) => u,
+                _ if blue_green => format!("{role}_blue"),
+                _ => role,
             };
             attributes.insert("username".into(), username);
         }

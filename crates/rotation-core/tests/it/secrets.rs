@@ -1059,3 +1059,49 @@ async fn a_pass_told_to_stop_finishes_the_rotation_in_progress_and_hands_back_th
     let rest = other.process_scheduled_rotations().await.unwrap();
     assert_eq!(rest.iter().filter(|o| o.result.is_some()).count(), 2, "{rest:?}");
 }
+
+#[tokio::test]
+async fn switching_a_database_secret_to_blue_green_never_leaves_the_bare_role_behind() {
+    let s = Setup::new();
+    s.policy("staged", Strategy::Staged, |_| {}).await;
+    s.policy("bg", Strategy::BlueGreen, |_| {}).await;
+    s.put("db/admin", "postgres://admin@localhost/db", None).await;
+    let put = |value: &str, policy: &str| PutSecret {
+        path: "db/app".into(),
+        secret_type: Some(SecretType::Database),
+        config: Some(rotation_core::secret::SecretConfig {
+            role: Some("app".into()),
+            admin_secret: Some("db/admin".into()),
+            ..Default::default()
+        }),
+        value: Some(SecretValue::new(value)),
+        policy: Some(policy.into()),
+        ..PutSecret::default()
+    };
+    let engine = s.engine();
+    let (_, v1) = engine.put_secret(put("pw-of-app", "staged")).await.unwrap();
+    assert_eq!(v1.attr("username"), Some("app"));
+    let err = engine
+        .rotate_secret(SecretRotateRequest {
+            policy: Some("bg".into()),
+            ..rotate("db/app")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::InvalidPolicy, "{err}");
+    assert!(err.message.contains("app_blue"), "{err}");
+    assert_eq!(
+        s.value("db/app", Stage::Current).await.unwrap(),
+        "pw-of-app",
+        "nothing changed"
+    );
+    // Put again under blue-green: the value is the blue slot's from now on.
+    let (_, v2) = engine.put_secret(put("pw-of-app-blue", "bg")).await.unwrap();
+    assert_eq!(v2.attr("username"), Some("app_blue"));
+    engine.rotate_secret(rotate("db/app")).await.unwrap();
+    let (current, _) = engine
+        .get_secret("db/app", VersionSelector::Stage(Stage::Current))
+        .await
+        .unwrap();
+    assert_eq!(current.attr("username"), Some("app_green"));
+}

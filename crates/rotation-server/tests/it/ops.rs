@@ -26,7 +26,8 @@ async fn health_readiness_metrics_and_unknown_routes() {
     .await;
     s.post("/v1/authorities/org-acme/rotate", &s.operator, json!({})).await;
     // A client mistake is not a failed rotation.
-    s.post("/v1/authorities/no-such-org/rotate", &s.operator, json!({})).await;
+    s.post("/v1/authorities/no-such-org/rotate", &s.operator, json!({}))
+        .await;
     let text = s
         .client
         .get(format!("{}/metrics", s.base))
