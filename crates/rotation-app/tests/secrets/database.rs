@@ -116,6 +116,22 @@ async fn blue_green_rotates_the_idle_role_and_keeps_the_active_one() {
     assert!(can_login(&green, &green_new).await, "green has the CURRENT password");
     assert!(!can_login(&green, &green_old).await, "green's old password is gone");
     assert!(can_login(&blue, &blue_old).await, "blue still logs in with its old one");
+    let history = engine.secret_history(APP, 10).await.unwrap();
+    let run = &history[0];
+    assert_eq!(run.status, RotationStatus::Success);
+    let steps: Vec<(&str, bool)> = run.steps.iter().map(|s| (s.step.as_str(), s.ok)).collect();
+    assert_eq!(
+        steps,
+        [("create", true), ("set", true), ("test", true), ("finish", true)],
+        "blue-green: {run:#?}"
+    );
+    let log = |name: &str| &run.steps.iter().find(|s| s.step == name).unwrap().log;
+    assert!(
+        log("set").contains(&format!("ALTER ROLE {green} PASSWORD [redacted]")),
+        "only the idle slot is changed: {}",
+        log("set")
+    );
+    assert!(log("test").contains(&format!("login as {green}")), "{}", log("test"));
 
     // Second rotation: back to blue; green keeps working meanwhile.
     engine.rotate_secret(rotate(APP)).await.unwrap();
@@ -219,4 +235,158 @@ async fn immediate_rotation_failing_verification_is_rolled_back() {
 #[tokio::test]
 async fn staged_rotation_failing_verification_is_rolled_back() {
     forced_verification_failure_rolls_back(Strategy::Staged).await;
+}
+
+/// Blue-green with a verification test answering 503: the idle slot's
+/// change is rolled back, the slot in use keeps working with the CURRENT
+/// password, and CURRENT (version, value, `username`) does not move.
+async fn blue_green_failure(env: &Env, idle: &str, in_use: &str, test: &str) {
+    let engine = env.engine();
+    let (before, before_value) = at_stage(&engine, APP, Stage::Current).await;
+    let e = engine.rotate_secret(rotate(APP)).await.unwrap_err();
+    assert_eq!(e.reason, Reason::VerificationFailed, "{e}");
+    assert!(e.message.contains("rolled back"), "{}", e.message);
+
+    let (current, value) = at_stage(&engine, APP, Stage::Current).await;
+    assert_eq!(current.version, before.version, "CURRENT did not move");
+    assert_eq!(value, before_value);
+    assert_eq!(
+        current.attr("username"),
+        Some(in_use),
+        "CURRENT still names the slot in use"
+    );
+    assert!(
+        can_login(in_use, &value).await,
+        "the role in use logs in with the CURRENT password"
+    );
+    let rejected_version = before.version + 1;
+    let (rejected, rejected_value) = version(&engine, APP, rejected_version).await;
+    assert_eq!(rejected.attr("rolled_back"), Some("true"));
+    assert_eq!(
+        rejected.attr("username"),
+        Some(idle),
+        "the idle slot was the one rotated"
+    );
+    assert!(
+        !can_login(idle, &rejected_value).await,
+        "the rejected password of the idle slot is gone"
+    );
+    assert!(!can_login(in_use, &rejected_value).await);
+    assert!(
+        engine
+            .get_secret(APP, rotation_core::secret::VersionSelector::Stage(Stage::Pending))
+            .await
+            .is_err(),
+        "no PENDING left"
+    );
+
+    let history = engine.secret_history(APP, 10).await.unwrap();
+    let run = &history[0];
+    assert_eq!(run.status, RotationStatus::RolledBack);
+    assert_eq!(run.error_reason.as_deref(), Some("verification_failed"));
+    assert_eq!(
+        (run.old_version, run.new_version),
+        (Some(before.version), Some(rejected_version))
+    );
+    let steps: Vec<(&str, bool)> = run.steps.iter().map(|s| (s.step.as_str(), s.ok)).collect();
+    let http_step = format!("test:{test}");
+    assert_eq!(
+        steps,
+        [
+            ("create", true),
+            ("set", true),
+            ("test", true),
+            (http_step.as_str(), false),
+            ("rollback", true)
+        ],
+        "{run:#?}"
+    );
+    let log = |name: &str| &run.steps.iter().find(|s| s.step == name).unwrap().log;
+    assert!(
+        log("set").contains(&format!("ALTER ROLE {idle} PASSWORD")),
+        "{}",
+        log("set")
+    );
+    assert!(
+        log("rollback").contains(&format!("ALTER ROLE {idle} PASSWORD")),
+        "the rollback acts on the idle slot: {}",
+        log("rollback")
+    );
+    for step in &run.steps {
+        assert!(!step.log.contains(&format!("ALTER ROLE {in_use} ")), "{step:?}");
+        assert!(!step.log.contains(rejected_value.as_str()), "{step:?}");
+        assert!(!step.log.contains(before_value.as_str()), "{step:?}");
+    }
+}
+
+#[tokio::test]
+async fn blue_green_failing_verification_rolls_back_the_idle_role() {
+    let env = Env::new().await;
+    let engine = env.engine();
+    let role = unique_role();
+    let (blue, green) = (format!("{role}_blue"), format!("{role}_green"));
+    let blue_old = random("blue");
+    let green_old = random("green");
+    create_role(&blue, &blue_old).await;
+    create_role(&green, &green_old).await;
+    let (addr, requests) = http_receiver(503).await;
+    let test = format!("http:http://{addr}/check");
+    set_policy(&engine, "bg", |p| {
+        p.strategy = Some(Strategy::BlueGreen);
+        p.verification_tests = vec![test.clone()];
+    })
+    .await;
+    put_database(&env, &role, &blue_old, "bg").await;
+
+    // The first rotation would move to green; green fails verification.
+    blue_green_failure(&env, &green, &blue, &test).await;
+    assert!(can_login(&blue, &blue_old).await, "blue (in use) is untouched");
+    assert_eq!(requests.lock().unwrap().len(), 1, "the HTTP test was asked once");
+    drop_roles(&[&blue, &green]).await;
+}
+
+/// The rolled-back slot had a known value of its own (blue's first
+/// password, version 1): after a successful flip to green, a failed
+/// rotation of blue restores blue's last password there.
+#[tokio::test]
+#[ignore = "bug (issue 4): version 1 written by put has no `slot` attribute, so a blue-green rollback of the blue slot finds no last blue value and sets PASSWORD NULL instead of restoring it"]
+async fn blue_green_failing_verification_restores_the_idle_roles_last_password() {
+    let env = Env::new().await;
+    let engine = env.engine();
+    let role = unique_role();
+    let (blue, green) = (format!("{role}_blue"), format!("{role}_green"));
+    let blue_old = random("blue");
+    let green_old = random("green");
+    create_role(&blue, &blue_old).await;
+    create_role(&green, &green_old).await;
+    let (ok_addr, _) = http_receiver(200).await;
+    let (bad_addr, _) = http_receiver(503).await;
+    let ok_test = format!("http:http://{ok_addr}/check");
+    let bad_test = format!("http:http://{bad_addr}/check");
+    set_policy(&engine, "bg", |p| {
+        p.strategy = Some(Strategy::BlueGreen);
+        p.verification_tests = vec![ok_test.clone()];
+    })
+    .await;
+    put_database(&env, &role, &blue_old, "bg").await;
+    engine.rotate_secret(rotate(APP)).await.unwrap();
+    let (current, green_new) = at_stage(&engine, APP, Stage::Current).await;
+    assert_eq!(current.attr("username"), Some(green.as_str()));
+    assert!(can_login(&green, &green_new).await);
+
+    set_policy(&engine, "bg", |p| {
+        p.strategy = Some(Strategy::BlueGreen);
+        p.verification_tests = vec![bad_test.clone()];
+    })
+    .await;
+    blue_green_failure(&env, &blue, &green, &bad_test).await;
+    assert!(can_login(&green, &green_new).await, "green (in use) is untouched");
+    let history = engine.secret_history(APP, 10).await.unwrap();
+    let rollback = history[0].steps.iter().find(|s| s.step == "rollback").unwrap();
+    assert!(
+        can_login(&blue, &blue_old).await,
+        "blue's rolled-back change restores blue's last password (version 1, `username` {blue}); rollback: {}",
+        rollback.log
+    );
+    drop_roles(&[&blue, &green]).await;
 }

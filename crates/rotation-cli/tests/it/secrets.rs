@@ -577,3 +577,380 @@ fn rotate_takes_a_value_on_stdin_and_list_filters_by_prefix() {
     );
     assert_eq!(env.json(&["secret", "list"]).as_array().unwrap().len(), 4);
 }
+
+// ------------------------------------------------ database: a real PostgreSQL role
+
+/// `DATABASE_URL`: a superuser URL of the test server; panics with
+/// instructions without it (never skipped), like the other PostgreSQL tests.
+fn database_url() -> String {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "DATABASE_URL is not set: this test rotates a real PostgreSQL role. Run it with \
+             `cargo xtask test` (which starts a throwaway PostgreSQL), or set \
+             DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT/DATABASE for a superuser"
+        ),
+    }
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// Runs `sql` over a fresh admin connection to `DATABASE_URL`.
+fn admin_sql(sql: String) {
+    use sqlx::{Connection, Executor};
+    block_on(async {
+        let mut admin = sqlx::PgConnection::connect(&database_url())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the PostgreSQL server of DATABASE_URL: {e}"));
+        admin
+            .execute(sqlx::AssertSqlSafe(sql))
+            .await
+            .unwrap_or_else(|e| panic!("admin statement failed: {e}"));
+        let _ = admin.close().await;
+    });
+}
+
+/// Whether `role` logs in with `password` on a fresh connection (to the
+/// host, port and database of `DATABASE_URL`) and runs `SELECT 1`. Only a
+/// refused password (SQLSTATE 28P01) counts as "no"; anything else panics.
+fn can_login(role: &str, password: &str) -> bool {
+    use sqlx::{ConnectOptions, Connection};
+    let options: sqlx::postgres::PgConnectOptions = database_url().parse().expect("DATABASE_URL parses");
+    let options = options.username(role).password(password);
+    block_on(async {
+        match options.connect().await {
+            Ok(mut conn) => {
+                let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await.unwrap();
+                let _ = conn.close().await;
+                one == 1
+            }
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("28P01") => false,
+            Err(e) => panic!("login as {role}: unexpected error: {e}"),
+        }
+    })
+}
+
+#[test]
+fn a_database_role_is_rotated_through_the_cli_with_a_login_check() {
+    let url = database_url();
+    let env = Env::init();
+    let role = format!("rot_cli_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let old = format!("old{}", uuid::Uuid::new_v4().simple());
+    admin_sql(format!("CREATE ROLE \"{role}\" LOGIN PASSWORD '{old}'"));
+    assert!(can_login(&role, &old), "the fixture role logs in");
+    assert!(!can_login(&role, "not-the-password"), "the server checks passwords");
+
+    env.ok(&["policy", "set", "db", "--interval-days", "30", "--strategy", "staged"]);
+    env.ok(&["secret", "put", "db/admin", "--value", &url]);
+    env.ok(&[
+        "secret",
+        "put",
+        "db/app",
+        "--type",
+        "database",
+        "--admin-secret",
+        "db/admin",
+        "--role",
+        &role,
+        "--value",
+        &old,
+        "--policy",
+        "db",
+        "--verify",
+        "login",
+    ]);
+    let rotated = env.json(&["secret", "rotate", "db/app"]);
+    assert_eq!(rotated["status"], "success", "{rotated}");
+    assert_eq!(rotated["strategy"], "staged");
+    assert_eq!(
+        (rotated["old_version"].as_u64(), rotated["new_version"].as_u64()),
+        (Some(1), Some(2))
+    );
+
+    let new = env.ok(&["secret", "get", "db/app"]).trim().to_owned();
+    assert_ne!(new, old);
+    let got = env.json(&["secret", "get", "db/app"]);
+    assert_eq!(got["attributes"]["username"], role.as_str());
+    assert!(
+        can_login(&role, &new),
+        "the CURRENT password logs in on a fresh connection"
+    );
+    assert!(!can_login(&role, &old), "the old password no longer does");
+    assert_eq!(env.ok(&["secret", "get", "db/app", "--stage", "previous"]).trim(), old);
+
+    let history = env.json(&["secret", "history", "db/app"]);
+    assert_eq!(history[0]["status"], "success");
+    let text = history.to_string();
+    assert!(text.contains("test:login"), "the named login test ran: {text}");
+    assert!(!text.contains(&new) && !text.contains(&old), "no password in history");
+    admin_sql(format!("DROP ROLE IF EXISTS \"{role}\""));
+}
+
+// ------------------------------------------------ certificates, checked with openssl
+
+/// `openssl` on PATH; this test panics without it (rotation-cli has no
+/// X.509 parser among its dev-dependencies).
+fn openssl() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("openssl"))
+        .find(|p| p.is_file())
+        .expect(
+            "openssl is not on PATH: this test checks the issued certificates with `openssl x509` and `openssl verify`",
+        )
+}
+
+/// The first PEM `CERTIFICATE` block of a bundle.
+fn first_certificate(bundle: &str) -> String {
+    let begin = bundle
+        .find("-----BEGIN CERTIFICATE-----")
+        .unwrap_or_else(|| panic!("no certificate in the bundle:\n{bundle}"));
+    let end_marker = "-----END CERTIFICATE-----";
+    let end = begin + bundle[begin..].find(end_marker).unwrap() + end_marker.len();
+    format!("{}\n", &bundle[begin..end])
+}
+
+/// Runs openssl; panics unless it succeeds; returns stdout and stderr.
+fn run_openssl(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(openssl()).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "openssl {args:?}: {text}");
+    text
+}
+
+/// `notBefore=` / `notAfter=` of `openssl x509 -dates`.
+fn openssl_date(text: &str, key: &str) -> chrono::DateTime<chrono::Utc> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in {text}"));
+    let naive = chrono::NaiveDateTime::parse_from_str(line.trim(), "%b %e %H:%M:%S %Y GMT")
+        .unwrap_or_else(|e| panic!("{key}{line}: {e}"));
+    naive.and_utc()
+}
+
+#[test]
+fn certificate_flags_issue_a_ca_and_a_leaf_that_rotates() {
+    openssl();
+    let env = Env::init();
+    env.ok(&[
+        "secret",
+        "put",
+        "ca",
+        "--type",
+        "certificate",
+        "--ca",
+        "--common-name",
+        "Test CA",
+        "--validity-days",
+        "30",
+    ]);
+    env.ok(&[
+        "policy",
+        "set",
+        "certs",
+        "--interval-days",
+        "30",
+        "--strategy",
+        "staged",
+        "--verify",
+        "certificate",
+    ]);
+    env.ok(&[
+        "secret",
+        "put",
+        "web",
+        "--type",
+        "certificate",
+        "--ca-secret",
+        "ca",
+        "--common-name",
+        "web.example",
+        "--validity-days",
+        "10",
+        "--renew-before-days",
+        "5",
+        "--policy",
+        "certs",
+    ]);
+    let first = env.ok(&["secret", "get", "web"]);
+    let before = chrono::Utc::now();
+    let rotated = env.json(&["secret", "rotate", "web"]);
+    let after = chrono::Utc::now();
+    assert_eq!(rotated["status"], "success", "{rotated}");
+    assert_eq!(rotated["new_version"], 2);
+    let bundle = env.ok(&["secret", "get", "web"]);
+    let ca_bundle = env.ok(&["secret", "get", "ca"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    let leaf_file = dir.path().join("leaf.pem");
+    let old_file = dir.path().join("old.pem");
+    std::fs::write(&ca_file, first_certificate(&ca_bundle)).unwrap();
+    std::fs::write(&leaf_file, first_certificate(&bundle)).unwrap();
+    std::fs::write(&old_file, first_certificate(&first)).unwrap();
+    assert_ne!(
+        first_certificate(&bundle),
+        first_certificate(&first),
+        "a new certificate"
+    );
+
+    let ca_text = run_openssl(&[
+        "x509".as_ref(),
+        "-noout".as_ref(),
+        "-subject".as_ref(),
+        "-nameopt".as_ref(),
+        "RFC2253".as_ref(),
+        "-in".as_ref(),
+        ca_file.as_os_str(),
+    ]);
+    assert!(ca_text.contains("CN=Test CA"), "{ca_text}");
+    let leaf_text = run_openssl(&[
+        "x509".as_ref(),
+        "-noout".as_ref(),
+        "-subject".as_ref(),
+        "-issuer".as_ref(),
+        "-dates".as_ref(),
+        "-nameopt".as_ref(),
+        "RFC2253".as_ref(),
+        "-in".as_ref(),
+        leaf_file.as_os_str(),
+    ]);
+    let subject = leaf_text.lines().find(|l| l.starts_with("subject=")).unwrap();
+    let issuer = leaf_text.lines().find(|l| l.starts_with("issuer=")).unwrap();
+    assert!(subject.contains("CN=web.example"), "{leaf_text}");
+    assert!(issuer.contains("CN=Test CA"), "issued by the CA: {leaf_text}");
+    let not_before = openssl_date(&leaf_text, "notBefore=");
+    let not_after = openssl_date(&leaf_text, "notAfter=");
+    let slack = chrono::TimeDelta::minutes(5);
+    assert!(
+        not_before >= before - slack && not_before <= after + slack,
+        "valid from the rotation: {leaf_text}"
+    );
+    let validity = not_after - not_before;
+    assert!(
+        (validity - chrono::TimeDelta::days(10)).abs() <= chrono::TimeDelta::minutes(5),
+        "valid for ~10 days, not {validity}: {leaf_text}"
+    );
+    let verified = run_openssl(&[
+        "verify".as_ref(),
+        "-CAfile".as_ref(),
+        ca_file.as_os_str(),
+        leaf_file.as_os_str(),
+    ]);
+    assert!(verified.contains(": OK"), "openssl verify: {verified}");
+}
+
+// ------------------------------------------------ http:URL verification on put
+
+/// An HTTP listener on 127.0.0.1 answering every request with the status
+/// in `status`; returns its address and the request heads it saw.
+fn http_listener(
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&chunk[..n]),
+                }
+            }
+            record.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+            let code = status.load(std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn an_http_verification_test_given_on_put_is_used_and_a_500_rolls_back() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let env = Env::init();
+    let status = std::sync::Arc::new(AtomicU16::new(200));
+    let (addr, seen) = http_listener(std::sync::Arc::clone(&status));
+    env.ok(&[
+        "policy",
+        "set",
+        "checked",
+        "--interval-days",
+        "30",
+        "--strategy",
+        "staged",
+    ]);
+    let test = format!("http:http://{addr}/check");
+    env.ok(&[
+        "secret",
+        "put",
+        "svc/token",
+        "--value",
+        "first-token-0001",
+        "--policy",
+        "checked",
+        "--verify",
+        &test,
+    ]);
+    assert!(seen.lock().unwrap().is_empty(), "put itself tests nothing");
+
+    let rotated = env.json(&["secret", "rotate", "svc/token"]);
+    assert_eq!(rotated["status"], "success", "{rotated}");
+    let second = env.ok(&["secret", "get", "svc/token"]).trim().to_owned();
+    assert_ne!(second, "first-token-0001");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "the listener was asked once: {seen:?}");
+        assert!(seen[0].starts_with("GET /check "), "{}", seen[0]);
+        assert!(
+            seen[0]
+                .to_ascii_lowercase()
+                .contains(&format!("authorization: bearer {}", second.to_ascii_lowercase())),
+            "the new value is the bearer token: {}",
+            seen[0]
+        );
+    }
+
+    status.store(500, Ordering::SeqCst);
+    let (reason, stderr) = env.fails(&["secret", "rotate", "svc/token"]);
+    assert_eq!(reason, "verification_failed", "{stderr}");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(
+        env.ok(&["secret", "get", "svc/token"]).trim(),
+        second,
+        "CURRENT did not move"
+    );
+    let history = env.json(&["secret", "history", "svc/token"]);
+    assert_eq!(history[0]["status"], "rolled_back", "{history}");
+    assert_eq!(history[1]["status"], "success");
+    let steps: Vec<&str> = history[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert!(steps.contains(&format!("test:{test}").as_str()), "{steps:?}");
+    assert_eq!(steps.last(), Some(&"rollback"), "{steps:?}");
+    let status_json = env.json(&["secret", "status", "svc/token"]);
+    assert_eq!(status_json["current_version"], 2);
+}

@@ -9,4 +9,5 @@ mod revoke;
 mod rotation;
 mod schedules;
 mod secrets;
+mod stats;
 mod support;
