@@ -349,7 +349,6 @@ async fn blue_green_failing_verification_rolls_back_the_idle_role() {
 /// password, version 1): after a successful flip to green, a failed
 /// rotation of blue restores blue's last password there.
 #[tokio::test]
-#[ignore = "bug (issue 4): version 1 written by put has no `slot` attribute, so a blue-green rollback of the blue slot finds no last blue value and sets PASSWORD NULL instead of restoring it"]
 async fn blue_green_failing_verification_restores_the_idle_roles_last_password() {
     let env = Env::new().await;
     let engine = env.engine();

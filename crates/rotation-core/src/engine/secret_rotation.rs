@@ -93,6 +93,21 @@ struct Live {
     target: Arc<dyn CredentialTarget>,
 }
 
+/// The blue-green slot a version belongs to: its `slot` attribute; for a
+/// version written before blue-green rotated it (a put), `blue`, unless its
+/// `username` names another role (`<role>_green`, or the bare role, which
+/// is no slot).
+fn slot_of<'a>(version: &'a crate::secret::SecretVersion, role: Option<&str>) -> Option<&'a str> {
+    if let Some(slot) = version.attr("slot") {
+        return Some(slot);
+    }
+    match (role, version.attr("username")) {
+        (Some(role), Some(user)) if user == format!("{role}_green") => Some("green"),
+        (Some(role), Some(user)) if user != format!("{role}_blue") => None,
+        _ => Some("blue"),
+    }
+}
+
 fn other_slot(slot: &str) -> &'static str {
     if slot == "blue" { "green" } else { "blue" }
 }
@@ -280,7 +295,10 @@ impl Engine {
                 .versions(path)
                 .await?
                 .into_iter()
-                .filter(|v| v.attr("slot") == Some(slot.as_str()) && Some(v.version) != live.run.new_version)
+                .filter(|v| {
+                    slot_of(v, live.secret.config.role.as_deref()) == Some(slot.as_str())
+                        && Some(v.version) != live.run.new_version
+                })
                 .map(|v| v.version)
                 .max();
             previous = read(last_in_slot).await?;

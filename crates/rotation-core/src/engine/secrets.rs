@@ -250,8 +250,13 @@ impl Engine {
                 // Under blue-green the value belongs to a slot role, never the bare one.
                 Some(u) if !(blue_green && u == role) => u,
                 _ if blue_green => format!("{role}_blue"),
-                _ => role,
+                _ => role.clone(),
             };
+            if blue_green && username == format!("{role}_blue") {
+                attributes.insert("slot".into(), "blue".into());
+            } else if blue_green && username == format!("{role}_green") {
+                attributes.insert("slot".into(), "green".into());
+            }
             attributes.insert("username".into(), username);
         }
         let mut tx = self.store.begin().await?;
