@@ -17,6 +17,7 @@ pub mod error;
 mod metrics;
 mod openapi;
 mod secrets;
+mod serve;
 pub mod tls;
 mod views;
 mod worker;
@@ -234,18 +235,10 @@ pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Runnin
         tokio::spawn(worker::run(engine, interval, rx.clone()))
     });
     let app = api::router(state, config.body_limit, config.request_timeout);
-    let mut server_rx = rx;
+    let server_rx = rx;
     let https = config.tls.is_some();
-    let server = match config.tls {
-        Some(tls) => tokio::spawn(tls::serve(listener, app, tls, server_rx)),
-        None => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = server_rx.wait_for(|stop| *stop).await;
-                })
-                .await
-        }),
-    };
+    let header_timeout = config.request_timeout.min(serve::MAX_HEADER_TIME);
+    let server = tokio::spawn(serve::serve(listener, app, config.tls, header_timeout, server_rx));
     tracing::info!(%addr, https, "rotation-server listening");
     Ok(RunningServer {
         addr,

@@ -320,3 +320,30 @@ async fn readiness_needs_a_usable_custody() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::sqlite_with(Options {
+        request_timeout: Duration::from_millis(400),
+        ..Options::default()
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let _ = slow.write_all(b"X-Still: here\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "no answer to a request whose headers never ended: {text}"
+    );
+    // Clients that send their headers at once are served as before.
+    let health = s.client.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    s.stop().await;
+}
