@@ -127,7 +127,7 @@ pub(crate) enum Command {
     Secret(SecretCommand),
     /// Rotation statistics: totals, success rate, durations.
     Stats {
-        /// Start counting afresh from now (runs and the audit log are kept).
+        /// Start counting afresh from now: rotations that end later count (runs in progress are always shown; runs and the audit log are kept).
         #[arg(long)]
         reset: bool,
     },

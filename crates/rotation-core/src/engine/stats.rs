@@ -14,7 +14,8 @@ use crate::time::Timestamp;
 /// Store metadata key holding the instant statistics were last reset.
 const RESET_KEY: &str = "stats.reset_at";
 
-/// Statistics over the rotations started since the last reset.
+/// Statistics over the rotations that ended since the last reset, and
+/// the rotations in progress now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Rotations that ended (completed, failed or rolled back).
@@ -40,7 +41,9 @@ pub struct Stats {
 }
 
 impl Engine {
-    /// Statistics over every kind of rotation started since the last reset.
+    /// Statistics over every kind of rotation that ended since the last
+    /// reset (a run begun before it and ended after it counts), and every
+    /// rotation in progress.
     pub async fn stats(&self) -> Result<Stats> {
         let since = match self.store.get_meta(RESET_KEY).await? {
             Some(bytes) => String::from_utf8(bytes)
@@ -50,10 +53,15 @@ impl Engine {
             None => None,
         };
         let runs = self.store.list_runs(None, usize::MAX).await?;
-        let counted = runs.iter().filter(|r| since.is_none_or(|s| r.started_at > s));
         let (mut ok, mut failed, mut rolled_back, mut active) = (0u64, 0u64, 0u64, 0u64);
         let mut durations: Vec<f64> = Vec::new();
-        for r in counted {
+        for r in &runs {
+            // Runs in progress always count as active; finished ones count
+            // when they ended after the reset (also if they began before it).
+            let end = r.completed_at.unwrap_or(r.updated_at);
+            if r.state.is_terminal() && since.is_some_and(|s| end <= s) {
+                continue;
+            }
             match r.state {
                 RunState::Completed => ok += 1,
                 RunState::Failed => failed += 1,
@@ -63,7 +71,6 @@ impl Engine {
                     continue;
                 }
             }
-            let end = r.completed_at.unwrap_or(r.updated_at);
             durations.push((end - r.started_at).num_milliseconds() as f64 / 1000.0);
         }
         durations.sort_by(f64::total_cmp);

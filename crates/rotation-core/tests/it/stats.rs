@@ -242,8 +242,8 @@ async fn stats_count_successes_failures_rollbacks_durations_and_active_work() {
     assert_eq!(stats.active_rotations, 1, "{stats:?}");
     assert_eq!(stats.since, None);
 
-    // Reset: only rotations started after it count; runs, history and
-    // schedules are kept; the reset is audited.
+    // Reset: only rotations that end after it count; runs in progress are
+    // always shown; runs, history and schedules are kept; the reset is audited.
     w.h.clock.advance(TimeDelta::seconds(5));
     let reset_at = engine.reset_stats().await.unwrap();
     assert_eq!(reset_at, engine.now());
@@ -264,8 +264,8 @@ async fn stats_count_successes_failures_rollbacks_durations_and_active_work() {
     );
     assert_eq!(after.active_schedules, 2, "schedules are not rotations: {after:?}");
     assert_eq!(
-        after.active_rotations, 0,
-        "the run in progress started before the reset: {after:?}"
+        after.active_rotations, 1,
+        "a run in progress is shown whenever it began: {after:?}"
     );
     assert_eq!(
         engine.secret_history("app/a", 10).await.unwrap().len(),
@@ -299,13 +299,14 @@ async fn stats_count_successes_failures_rollbacks_durations_and_active_work() {
     assert!(close(again.p95_duration_seconds, 7.0), "{again:?}");
     assert_eq!(again.since, Some(reset_at));
 
-    // The interrupted run, resumed after the reset, still counts under its
-    // start (before the reset): not counted.
+    // The interrupted run, begun before the reset and resumed after it,
+    // counts once it ends.
     engine.process_scheduled_rotations().await.unwrap();
     assert!(w.h.store.list_active_runs().await.unwrap().is_empty());
     let runs = w.h.store.list_runs(None, 100).await.unwrap();
     assert!(runs.iter().all(|r| r.state != RunState::Creating), "{runs:?}");
-    assert_eq!(engine.stats().await.unwrap().total_rotations, 2);
+    let last = engine.stats().await.unwrap();
+    assert_eq!((last.total_rotations, last.active_rotations), (3, 0), "{last:?}");
 }
 
 /// Schedule state and attempts of the one schedule.
