@@ -4,7 +4,8 @@
 //!   --all-targets -- -D warnings`, `cargo deny check bans licenses sources`
 //!   (when cargo-deny is installed), then `cargo xtask test`; without
 //!   incremental caches, printing the free disk space before and after.
-//! - `cargo xtask test [ARGS...]`: every test of the workspace (nextest when
+//! - `cargo xtask test [ARGS...]`: every test of the workspace, or of the
+//!   packages given with `-p` (ARGS go to nextest; nextest when
 //!   installed, plus doc tests). Services the tests need are started here and
 //!   stopped afterwards: a throwaway PostgreSQL (see [`postgres`]) unless
 //!   `DATABASE_URL` is already set, in which case that server is used; and
@@ -200,12 +201,18 @@ fn test(extra: &[String]) -> Result {
             .env("VAULT_ADDR", &vault_addr)
             .env("VAULT_TOKEN", &vault_token);
     };
+    // `-p NAME` narrows the run to packages; otherwise every package.
+    let packages_given = extra
+        .iter()
+        .any(|a| a == "-p" || a == "--package" || a.starts_with("--package="));
     if has("cargo", &["nextest", "--version"]) {
         let mut nextest = cargo();
         with_services(&mut nextest);
-        nextest
-            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-            .args(extra);
+        nextest.args(["nextest", "run", "--no-fail-fast"]);
+        if !packages_given {
+            nextest.arg("--workspace");
+        }
+        nextest.args(extra);
         let tests = run("cargo nextest run", nextest);
         let mut doc = cargo();
         with_services(&mut doc);
@@ -215,7 +222,11 @@ fn test(extra: &[String]) -> Result {
     } else {
         let mut t = cargo();
         with_services(&mut t);
-        t.args(["test", "--workspace", "--no-fail-fast"]).args(extra);
+        t.args(["test", "--no-fail-fast"]);
+        if !packages_given {
+            t.arg("--workspace");
+        }
+        t.args(extra);
         run("cargo test", t)
     }
 }
