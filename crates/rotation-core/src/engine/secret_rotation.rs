@@ -93,10 +93,10 @@ struct Live {
     target: Arc<dyn CredentialTarget>,
 }
 
-/// The blue-green slot a version belongs to: its `slot` attribute; for a
-/// version written before blue-green rotated it (a put), `blue`, unless its
-/// `username` names another role (`<role>_green`, or the bare role, which
-/// is no slot).
+/// The blue-green slot a version belongs to: its `slot` attribute (set by
+/// blue-green rotations); for a version written by a put, the slot its
+/// `username` names (`<role>_blue` or `<role>_green`), `blue` when it names
+/// none (no role: the first slot), and no slot for the bare `<role>`.
 fn slot_of<'a>(version: &'a crate::secret::SecretVersion, role: Option<&str>) -> Option<&'a str> {
     if let Some(slot) = version.attr("slot") {
         return Some(slot);
@@ -201,9 +201,10 @@ impl Engine {
                 self.resolver.verifier(t)?;
             }
         }
+        let current_slot = slot_of(current, secret.config.role.as_deref());
         if strategy == Strategy::BlueGreen
+            && current_slot.is_none()
             && let Some(role) = &secret.config.role
-            && current.attr("username") == Some(role.as_str())
         {
             // Rotating <role>_green then <role>_blue would leave <role> itself
             // with its password for good.
@@ -216,8 +217,7 @@ impl Engine {
                 ),
             ));
         }
-        let slot =
-            (strategy == Strategy::BlueGreen).then(|| other_slot(current.attr("slot").unwrap_or("blue")).to_owned());
+        let slot = (strategy == Strategy::BlueGreen).then(|| other_slot(current_slot.unwrap_or("blue")).to_owned());
         Ok(Plan {
             strategy,
             policy: policy.map(|p| p.name.clone()),

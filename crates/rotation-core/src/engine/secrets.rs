@@ -159,19 +159,23 @@ impl Engine {
         if let Some(p) = &request.policy {
             self.policy(p).await?;
         }
+        // A put during a rotation would lose its labels to the run's promotion.
+        let target_id = Target::Secret(request.path.clone());
+        if let Some(run) = self
+            .store
+            .list_active_runs()
+            .await?
+            .into_iter()
+            .find(|r| r.target == target_id)
         {
-            // A put during a rotation would lose its labels to the run's promotion.
-            let mut tx = self.store.begin().await?;
-            if let Some(run) = tx.active_run(&Target::Secret(request.path.clone())).await? {
-                return Err(Error::new(
-                    Reason::ConcurrentRotation,
-                    format!(
-                        "secret {} is being rotated (rotation {}); write it after the rotation ends",
-                        request.path, run.rotation_id
-                    ),
-                )
-                .with_rotation(run.rotation_id));
-            }
+            return Err(Error::new(
+                Reason::ConcurrentRotation,
+                format!(
+                    "secret {} is being rotated (rotation {}); write it after the rotation ends",
+                    request.path, run.rotation_id
+                ),
+            )
+            .with_rotation(run.rotation_id));
         }
         let mut secret = existing.clone().unwrap_or_else(|| Secret {
             path: request.path.clone(),
@@ -197,7 +201,7 @@ impl Engine {
             self.resolver.verifier(test)?;
         }
         let target = self.resolver.target(&secret)?;
-        self.supported_strategy(&secret, None, target.as_ref()).await?;
+        let strategy = self.supported_strategy(&secret, None, target.as_ref()).await?;
         let backend = self.secret_backend();
         let current = backend
             .read(&secret.path, VersionSelector::Stage(Stage::Current))
@@ -242,7 +246,7 @@ impl Engine {
         };
         if secret.secret_type == SecretType::Database {
             let role = secret.config.role.clone().unwrap_or_default();
-            let blue_green = self.secret_strategy(&secret, None).await? == Strategy::BlueGreen;
+            let blue_green = strategy == Strategy::BlueGreen;
             let username = match current
                 .as_ref()
                 .and_then(|(v, _)| v.attr("username").map(str::to_owned))
@@ -250,13 +254,8 @@ impl Engine {
                 // Under blue-green the value belongs to a slot role, never the bare one.
                 Some(u) if !(blue_green && u == role) => u,
                 _ if blue_green => format!("{role}_blue"),
-                _ => role.clone(),
+                _ => role,
             };
-            if blue_green && username == format!("{role}_blue") {
-                attributes.insert("slot".into(), "blue".into());
-            } else if blue_green && username == format!("{role}_green") {
-                attributes.insert("slot".into(), "green".into());
-            }
             attributes.insert("username".into(), username);
         }
         let mut tx = self.store.begin().await?;
@@ -357,7 +356,6 @@ impl Engine {
         generator.generate(&move |buf: &mut [u8]| crypto.fill_random(buf))
     }
 
-    /// The strategy for `secret` under `policy` (or its own policy).
     /// The strategy a rotation of `secret` under `policy` (or its own)
     /// uses, if `target` supports it; `invalid_policy` naming `strategy`
     /// otherwise. Checked when a secret is put, scheduled and rotated, so a
@@ -392,6 +390,7 @@ impl Engine {
         ))
     }
 
+    /// The strategy for `secret` under `policy` (or its own policy).
     pub(super) async fn secret_strategy(&self, secret: &Secret, policy: Option<&Policy>) -> Result<Strategy> {
         let own;
         let policy = match (policy, &secret.policy) {
