@@ -891,17 +891,12 @@ fn policy_from_spec(name: &str, body: serde_json::Value, now: rotation_core::tim
                         "is not a policy field".to_owned()
                     } else {
                         // serde's text may quote the value (a URL with credentials, say).
-                        let described = crate::error::describe_json_error(&e, None);
-                        described
-                            .strip_prefix("invalid JSON body: ")
-                            .unwrap_or(&described)
-                            .to_owned()
+                        crate::error::describe_json_error(&e, None)
                     };
                     return Err(invalid_field(field, message).into());
                 }
             }
             let described = crate::error::describe_json_error(&e, None);
-            let described = described.strip_prefix("invalid JSON body: ").unwrap_or(&described);
             return Err(Error::new(Reason::InvalidPolicy, format!("invalid policy: {described}")).into());
         }
     };

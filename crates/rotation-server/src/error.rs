@@ -97,36 +97,25 @@ pub type ApiResult<T> = std::result::Result<T, ApiError>;
 /// Longest field name quoted in a JSON error.
 const MAX_QUOTED_FIELD: usize = 64;
 
-/// Reads `bytes` as `T`; an error is `invalid_input` described by
-/// [`describe_json_error`] (never quoting the input).
+/// Reads `bytes` as `T` in one pass; an error is `invalid_input` described
+/// by [`describe_json_error`] (never quoting the input).
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    // axum's `Json` tracks the path of the refused field (serde_path_to_error).
-    match axum::Json::<T>::from_bytes(bytes) {
-        Ok(axum::Json(value)) => Ok(value),
-        Err(rejection) => {
-            // The same input read again without path tracking gives serde_json's own
-            // error; the tracked error's text is "<path>: <that error>".
-            let Err(plain) = serde_json::from_slice::<T>(bytes) else {
-                return Err(Error::invalid_input("invalid JSON body"));
-            };
-            let tracked = std::error::Error::source(&rejection)
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let path = tracked
-                .strip_suffix(&plain.to_string())
-                .and_then(|p| p.strip_suffix(": "))
-                .filter(|p| !p.is_empty() && *p != ".");
-            Err(Error::invalid_input(describe_json_error(&plain, path)))
-        }
-    }
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| invalid_body(e.inner(), Some(e.path())))?;
+    // Trailing characters after the value.
+    reader.end().map_err(|e| invalid_body(&e, None))?;
+    Ok(value)
 }
 
 /// [`from_json`] of a JSON value already read.
 pub(crate) fn from_json_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
-    match serde_json::to_vec(&value) {
-        Ok(bytes) => from_json(&bytes),
-        Err(_) => Err(Error::invalid_input("invalid JSON body")),
-    }
+    serde_path_to_error::deserialize(value).map_err(|e| invalid_body(e.inner(), Some(e.path())))
+}
+
+fn invalid_body(error: &serde_json::Error, path: Option<&serde_path_to_error::Path>) -> Error {
+    let path = path.map(ToString::to_string);
+    let path = path.as_deref().filter(|p| !p.is_empty() && *p != ".");
+    Error::invalid_input(format!("invalid JSON body: {}", describe_json_error(error, path)))
 }
 
 /// A serde_json error described without any part of the input: the path
@@ -140,8 +129,8 @@ pub(crate) fn describe_json_error(error: &serde_json::Error, path: Option<&str>)
         (line, column) => format!("{what} at line {line} column {column}"),
     };
     match error.classify() {
-        Category::Syntax | Category::Io => return at("invalid JSON body: not valid JSON"),
-        Category::Eof => return at("invalid JSON body: the JSON ends early"),
+        Category::Syntax | Category::Io => return at("not valid JSON"),
+        Category::Eof => return at("the JSON ends early"),
         Category::Data => {}
     }
     let text = error.to_string();
@@ -182,8 +171,8 @@ pub(crate) fn describe_json_error(error: &serde_json::Error, path: Option<&str>)
         }
     };
     match path {
-        Some(path) => format!("invalid JSON body: {path}: {what}"),
-        None => format!("invalid JSON body: {what}"),
+        Some(path) => format!("{path}: {what}"),
+        None => what,
     }
 }
 
