@@ -203,6 +203,27 @@ impl Setup {
             .map(|(_, v)| v.expose().to_owned())
     }
 
+    /// A policy schedule of the secret at `path`.
+    async fn schedule(&self, path: &str, policy: &str, offset_seconds: i64) -> rotation_core::schedule::Schedule {
+        self.engine()
+            .add_policy_schedule(Target::Secret(path.into()), policy, offset_seconds)
+            .await
+            .unwrap()
+    }
+
+    /// State and attempts of schedule `id`.
+    async fn schedule_state(&self, id: rotation_core::ids::RotationId) -> (ScheduleState, u32) {
+        let x = self
+            .engine()
+            .list_schedules(None, false)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|x| x.id == id)
+            .unwrap();
+        (x.state, x.attempts)
+    }
+
     fn steps(&self) -> Vec<String> {
         self.target.steps.lock().unwrap().iter().map(|s| s.0.clone()).collect()
     }
@@ -588,10 +609,7 @@ async fn scheduled_retries_orphan_the_schedule_then_resume() {
     .await;
     s.put("app/flaky", "flaky-old", Some("p")).await;
     let engine = s.engine();
-    let schedule = engine
-        .add_policy_schedule(Target::Secret("app/flaky".into()), "p", 0)
-        .await
-        .unwrap();
+    let schedule = s.schedule("app/flaky", "p", 0).await;
     s.h.clock.advance(TimeDelta::days(31));
     s.target.fail.lock().unwrap().push("set");
     let mut states = Vec::new();
@@ -670,14 +688,8 @@ async fn plan_lists_what_would_rotate_with_offsets_and_changes_nothing() {
     s.put("pair/a", "a-value", Some("monthly")).await;
     s.put("pair/b", "b-value", Some("monthly")).await;
     let engine = s.engine();
-    engine
-        .add_policy_schedule(Target::Secret("pair/a".into()), "monthly", 0)
-        .await
-        .unwrap();
-    engine
-        .add_policy_schedule(Target::Secret("pair/b".into()), "monthly", 3600)
-        .await
-        .unwrap();
+    s.schedule("pair/a", "monthly", 0).await;
+    s.schedule("pair/b", "monthly", 3600).await;
     let audit_before = engine.store().list_audit_newest(1).await.unwrap();
     let plan = engine.schedule_plan(TimeDelta::days(65)).await.unwrap();
     assert_eq!(plan.len(), 4, "{plan:#?}");
@@ -699,10 +711,7 @@ async fn plan_lists_what_would_rotate_with_offsets_and_changes_nothing() {
     s.policy("by-hand", Strategy::Staged, |p| p.rotation_type = RotationType::Manual)
         .await;
     s.put("pair/c", "c-value", None).await;
-    engine
-        .add_policy_schedule(Target::Secret("pair/c".into()), "by-hand", 0)
-        .await
-        .unwrap();
+    s.schedule("pair/c", "by-hand", 0).await;
     assert_eq!(engine.schedule_plan(TimeDelta::days(65)).await.unwrap().len(), 4);
 }
 
@@ -881,25 +890,9 @@ async fn a_target_that_stays_down_orphans_the_schedule_with_a_notice_and_the_run
     .await;
     s.put("app/down", "down-old", Some("p")).await;
     let engine = s.engine();
-    let schedule = engine
-        .add_policy_schedule(Target::Secret("app/down".into()), "p", 0)
-        .await
-        .unwrap();
+    let schedule = s.schedule("app/down", "p", 0).await;
     s.h.clock.advance(TimeDelta::days(31));
     *s.target.unavailable.lock().unwrap() = true;
-    let state = |engine: &Engine| {
-        let engine = engine.clone();
-        async move {
-            let x = engine
-                .list_schedules(None, false)
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|x| x.id == schedule.id)
-                .unwrap();
-            (x.state, x.attempts)
-        }
-    };
     let first = engine.process_scheduled_rotations().await.unwrap();
     assert!(
         first
@@ -907,14 +900,14 @@ async fn a_target_that_stays_down_orphans_the_schedule_with_a_notice_and_the_run
             .any(|o| o.error_reason.as_deref() == Some("backend_unavailable")),
         "{first:?}"
     );
-    assert_eq!(state(&engine).await, (ScheduleState::Scheduled, 1));
+    assert_eq!(s.schedule_state(schedule.id).await, (ScheduleState::Scheduled, 1));
     // Before the backoff ends the schedule waits (the run itself is resumed).
     s.h.clock.advance(TimeDelta::seconds(30));
     engine.process_scheduled_rotations().await.unwrap();
-    assert_eq!(state(&engine).await, (ScheduleState::Scheduled, 1));
+    assert_eq!(s.schedule_state(schedule.id).await, (ScheduleState::Scheduled, 1));
     s.h.clock.advance(TimeDelta::seconds(60));
     engine.process_scheduled_rotations().await.unwrap();
-    assert_eq!(state(&engine).await, (ScheduleState::Orphaned, 2));
+    assert_eq!(s.schedule_state(schedule.id).await, (ScheduleState::Orphaned, 2));
     let events: Vec<String> = engine
         .list_outbox(false, 100)
         .await
@@ -936,7 +929,7 @@ async fn a_target_that_stays_down_orphans_the_schedule_with_a_notice_and_the_run
     engine.process_scheduled_rotations().await.unwrap();
     assert_ne!(s.value("app/down", Stage::Current).await.unwrap(), "down-old");
     assert_eq!(s.value("app/down", Stage::Previous).await.unwrap(), "down-old");
-    assert_eq!(state(&engine).await.0, ScheduleState::Orphaned);
+    assert_eq!(s.schedule_state(schedule.id).await.0, ScheduleState::Orphaned);
 }
 
 #[tokio::test]
@@ -947,10 +940,7 @@ async fn notify_before_follows_schedules_and_dual_write_grace_periods() {
         .await;
     s.put("sched/key", "value-sched", None).await;
     let engine = s.engine();
-    engine
-        .add_policy_schedule(Target::Secret("sched/key".into()), "scheduled", 86_400)
-        .await
-        .unwrap();
+    s.schedule("sched/key", "scheduled", 86_400).await;
     // Due at day 31 (30 days + the offset): the 24-hour notice comes at day 30, not day 29.
     s.h.clock.advance(TimeDelta::days(29) + TimeDelta::hours(12));
     assert_eq!(engine.notify_upcoming().await.unwrap(), 0);
@@ -990,10 +980,7 @@ async fn schedules_whose_claim_ran_low_during_a_slow_batch_are_left_for_the_next
     let engine = s.engine();
     for path in ["slow/a", "slow/b", "slow/c"] {
         s.put(path, "before", Some("p")).await;
-        engine
-            .add_policy_schedule(Target::Secret(path.into()), "p", 0)
-            .await
-            .unwrap();
+        s.schedule(path, "p", 0).await;
     }
     s.h.clock.advance(TimeDelta::days(31));
     // Each rotation takes 40 s of the 60 s claim.
@@ -1029,10 +1016,7 @@ async fn a_pass_told_to_stop_finishes_the_rotation_in_progress_and_hands_back_th
     let engine = s.engine();
     for path in ["stop/a", "stop/b", "stop/c"] {
         s.put(path, "before", Some("p")).await;
-        engine
-            .add_policy_schedule(Target::Secret(path.into()), "p", 0)
-            .await
-            .unwrap();
+        s.schedule(path, "p", 0).await;
     }
     s.h.clock.advance(TimeDelta::days(31));
     // "Shutdown" arrives once the first rotation has started.
