@@ -192,19 +192,7 @@ async fn forced_verification_failure_rolls_back(strategy: Strategy) {
     let run = &history[0];
     assert_eq!(run.status, RotationStatus::RolledBack);
     assert_eq!(run.error_reason.as_deref(), Some("verification_failed"));
-    let steps: Vec<(&str, bool)> = run.steps.iter().map(|s| (s.step.as_str(), s.ok)).collect();
-    let http_step = format!("test:{test}");
-    assert_eq!(
-        steps,
-        [
-            ("create", true),
-            ("set", true),
-            ("test", true),
-            (http_step.as_str(), false),
-            ("rollback", true)
-        ],
-        "{strategy}: {run:#?}"
-    );
+    let http_step = assert_rolled_back_after_http_test(run, &test, &strategy.to_string());
     let log = |name: &str| &run.steps.iter().find(|s| s.step == name).unwrap().log;
     assert!(
         log("set").contains(&format!("ALTER ROLE {role} PASSWORD [redacted]")),
@@ -288,19 +276,7 @@ async fn blue_green_failure(env: &Env, idle: &str, in_use: &str, test: &str) {
         (run.old_version, run.new_version),
         (Some(before.version), Some(rejected_version))
     );
-    let steps: Vec<(&str, bool)> = run.steps.iter().map(|s| (s.step.as_str(), s.ok)).collect();
-    let http_step = format!("test:{test}");
-    assert_eq!(
-        steps,
-        [
-            ("create", true),
-            ("set", true),
-            ("test", true),
-            (http_step.as_str(), false),
-            ("rollback", true)
-        ],
-        "{run:#?}"
-    );
+    assert_rolled_back_after_http_test(run, test, "blue-green");
     let log = |name: &str| &run.steps.iter().find(|s| s.step == name).unwrap().log;
     assert!(
         log("set").contains(&format!("ALTER ROLE {idle} PASSWORD")),
@@ -388,4 +364,23 @@ async fn blue_green_failing_verification_restores_the_idle_roles_last_password()
         rollback.log
     );
     drop_roles(&[&blue, &green]).await;
+}
+
+/// Checks that `run` went create, set, test, then failed the HTTP test
+/// `test` and rolled back; returns that test's step name.
+fn assert_rolled_back_after_http_test(run: &rotation_core::engine::HistoryEntry, test: &str, context: &str) -> String {
+    let steps: Vec<(&str, bool)> = run.steps.iter().map(|s| (s.step.as_str(), s.ok)).collect();
+    let http_step = format!("test:{test}");
+    assert_eq!(
+        steps,
+        [
+            ("create", true),
+            ("set", true),
+            ("test", true),
+            (http_step.as_str(), false),
+            ("rollback", true)
+        ],
+        "{context}: {run:#?}"
+    );
+    http_step
 }

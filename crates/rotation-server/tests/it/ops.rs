@@ -28,15 +28,7 @@ async fn health_readiness_metrics_and_unknown_routes() {
     // A client mistake is not a failed rotation.
     s.post("/v1/authorities/no-such-org/rotate", &s.operator, json!({}))
         .await;
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(
         text.contains(r#"rotation_rotations_total{kind="authority",outcome="completed"}"#),
         "{text}"
@@ -209,15 +201,7 @@ async fn the_scheduler_worker_runs_due_rotations_and_stops_on_shutdown() {
         .expect("rotation_completed");
     assert_eq!(completed["rotation_id"], scheduled["rotation_id"]);
     // The worker's rotation is in the duration histogram (the only rotation of this process).
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(
         text.contains(r#"rotation_rotation_duration_seconds_count{kind="authority"} 1"#),
         "{text}"

@@ -519,15 +519,7 @@ async fn operator_policies_plan_stats_rollback_outbox_and_resume() {
         "not_found",
     );
 
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains("rotation_outbox_pending"), "{metrics}");
     assert!(metrics.contains("rotation_orphaned_schedules"), "{metrics}");
     s.stop().await;

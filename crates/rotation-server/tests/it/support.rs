@@ -160,6 +160,13 @@ impl TestServer {
     }
 
     /// GET as `token`.
+    /// `GET /metrics` (no token): the Prometheus text.
+    pub(crate) async fn metrics(&self) -> String {
+        let response = self.client.get(format!("{}/metrics", self.base)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    }
+
     pub(crate) async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, Some(token), None).await
     }
