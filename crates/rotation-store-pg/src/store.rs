@@ -100,6 +100,15 @@ impl StateStore for PgStore {
         queries::list_records(&self.pool, query).await
     }
 
+    async fn count_records_of(&self, authority: &AuthorityId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trust_records WHERE authority_id = $1")
+            .bind(authority.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| backend("counting trust records", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn count_agents_resigned_by(&self, rotation: RotationId) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT agent_id) FROM trust_records WHERE resigned_by = $1")
             .bind(rotation.to_string())

@@ -83,6 +83,15 @@ impl StateStore for SqliteStore {
         queries::list_records(&self.pool, query).await
     }
 
+    async fn count_records_of(&self, authority: &AuthorityId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trust_records WHERE authority_id = ?")
+            .bind(authority.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| backend("counting trust records", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn count_agents_resigned_by(&self, rotation: RotationId) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT agent_id) FROM trust_records WHERE resigned_by = ?")
             .bind(rotation.to_string())

@@ -584,6 +584,16 @@ async fn record_paging(store: Arc<dyn StateStore>) {
     .await;
     let mine = sorted_records(mine);
     let all = sorted_records(all);
+    for (authority, expected) in [("org-a", mine.len()), ("org-b", all.len() - mine.len()), ("org-none", 0)] {
+        assert_eq!(
+            store
+                .count_records_of(&authority_id(authority))
+                .await
+                .must("paging: count_records_of"),
+            expected as u64,
+            "paging: count_records_of({authority}) counts the records it signed"
+        );
+    }
 
     for (page_size, authority) in [(5, Some("org-a")), (1, Some("org-a")), (7, None)] {
         let expected = if authority.is_some() { &mine } else { &all };

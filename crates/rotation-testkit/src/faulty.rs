@@ -166,6 +166,11 @@ impl StateStore for FaultyStore {
         self.inner.list_records(query).await
     }
 
+    async fn count_records_of(&self, authority: &AuthorityId) -> Result<u64> {
+        self.faults.check()?;
+        self.inner.count_records_of(authority).await
+    }
+
     async fn count_agents_resigned_by(&self, rotation: RotationId) -> Result<u64> {
         self.faults.check()?;
         self.inner.count_agents_resigned_by(rotation).await

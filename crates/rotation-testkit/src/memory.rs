@@ -338,6 +338,11 @@ impl StateStore for MemoryStore {
         Ok(self.shared.snapshot().list_records(query))
     }
 
+    async fn count_records_of(&self, authority: &AuthorityId) -> Result<u64> {
+        let snapshot = self.shared.snapshot();
+        Ok(snapshot.records.values().filter(|r| &r.authority_id == authority).count() as u64)
+    }
+
     async fn count_agents_resigned_by(&self, rotation: RotationId) -> Result<u64> {
         Ok(self.shared.snapshot().count_agents_resigned_by(rotation))
     }

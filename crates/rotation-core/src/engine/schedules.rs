@@ -505,14 +505,7 @@ impl Engine {
     async fn plan_description(&self, target: &Target, policy: Option<&str>) -> Result<(String, String)> {
         Ok(match target {
             Target::Authority(id) => {
-                let records = self
-                    .store
-                    .list_records(&crate::ports::RecordQuery {
-                        authority: Some(id.clone()),
-                        ..crate::ports::RecordQuery::default()
-                    })
-                    .await?
-                    .len();
+                let records = self.store.count_records_of(id).await?;
                 (
                     "key rotation".into(),
                     format!("new signing key for {id}; re-signs {records} trust-chain records"),

@@ -219,6 +219,9 @@ pub trait StateStore: Send + Sync {
 
     /// Trust-chain records matching `query`, ordered by `(agent_id, id)`.
     async fn list_records(&self, query: &RecordQuery) -> Result<Vec<TrustRecord>>;
+    /// Number of trust-chain records `authority` signed (counted by the
+    /// store, without reading the records).
+    async fn count_records_of(&self, authority: &AuthorityId) -> Result<u64>;
     /// Number of distinct agents whose records `rotation` re-signed.
     async fn count_agents_resigned_by(&self, rotation: RotationId) -> Result<u64>;
 
