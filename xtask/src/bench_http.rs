@@ -106,6 +106,8 @@ fn with_dir(dir: &Path, cli: &Path, server_bin: &Path, seconds: u64, connections
     let child = Command::new(server_bin)
         .args(["--store", &store, "--listen", &format!("127.0.0.1:{port}")])
         .args(["--scheduler-interval-seconds", "0"])
+        // The benchmark measures the server, not the per-token limit.
+        .args(["--rate-limit-per-second", "0"])
         .env("ROTATION_LOG", "warn")
         .env_remove("ROTATION_MASTER_PASSWORD")
         .stdout(Stdio::null())

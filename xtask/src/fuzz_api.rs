@@ -203,6 +203,8 @@ pub(crate) fn fuzz_api(args: &[String]) -> Result {
     let log = std::fs::File::create(dir.0.join("server.log")).map_err(|e| format!("server log: {e}"))?;
     let child = Command::new(&server_bin)
         .args(["--store", &store, "--listen", &listen])
+        // Every generated case should reach its handler, not the per-token limit.
+        .args(["--rate-limit-per-second", "0", "--validate-per-minute", "0"])
         .env_remove("ROTATION_MASTER_PASSWORD")
         .env("ROTATION_LOG", "warn")
         .stdout(Stdio::null())

@@ -55,6 +55,9 @@ pub mod event {
     pub const SCHEDULE_RESUMED: &str = "schedule_resumed";
     /// Statistics were reset.
     pub const STATS_RESET: &str = "stats_reset";
+    /// Values presented for validation (`:validate`), counted per caller
+    /// and secret over a window (details: attempts, valid, window start and end).
+    pub const SECRET_VALIDATED: &str = "secret_validated";
 }
 
 /// An event to append; the store assigns sequence and hashes.

@@ -43,6 +43,8 @@ pub enum Reason {
     BackendUnavailable,
     /// Stored data failed an integrity check.
     Tampered,
+    /// Too many requests from one caller; retry after the time given.
+    RateLimited,
 }
 
 impl Reason {
@@ -64,11 +66,12 @@ impl Reason {
             Reason::Forbidden => "forbidden",
             Reason::BackendUnavailable => "backend_unavailable",
             Reason::Tampered => "tampered",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
     /// Every reason.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::ConcurrentRotation,
         Reason::RotationFailed,
         Reason::InvalidScheduleTime,
@@ -84,6 +87,7 @@ impl Reason {
         Reason::Forbidden,
         Reason::BackendUnavailable,
         Reason::Tampered,
+        Reason::RateLimited,
     ];
 
     /// Parses a stable reason string.
@@ -93,7 +97,10 @@ impl Reason {
 
     /// Whether retrying the same operation later may succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Reason::BackendUnavailable | Reason::ConcurrentRotation)
+        matches!(
+            self,
+            Reason::BackendUnavailable | Reason::ConcurrentRotation | Reason::RateLimited
+        )
     }
 }
 

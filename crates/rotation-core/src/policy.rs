@@ -18,7 +18,7 @@ use crate::time::Timestamp;
 
 /// When a credential is due.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Trigger {
     /// The current credential is at least this many days old.
     MaxAgeDays(u32),
@@ -84,7 +84,7 @@ pub struct Policy {
 /// How a rotation runs (seeds 001, 003): rotation type, strategy,
 /// generator, verification, rollback, retries, grace and notifications.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Procedure {
     /// `manual` (never by a schedule), `automatic` (interval) or `scheduled` (cron).
     pub rotation_type: RotationType,

@@ -180,7 +180,9 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_credentials)
             .unwrap_or("");
-        Ok(state.tokens.authenticate(presented).await?)
+        let caller = state.tokens.authenticate(presented).await?;
+        state.limits.check_token(&caller.token_id)?;
+        Ok(caller)
     }
 }
 
@@ -311,14 +313,30 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The readiness checks: the store answers and is initialised; the
-/// custody wraps and unwraps a probe data key (for the local custody this
-/// exercises the unlocked KEK; for Vault transit, one encrypt and one
-/// decrypt call).
+/// The readiness checks: the store answers and is initialised (on every
+/// call: one indexed read); the custody wraps and unwraps a probe data key
+/// (for the local custody this exercises the unlocked KEK; for Vault
+/// transit, one encrypt and one decrypt call), at most once per
+/// [`crate::cache::TTL`], since anyone may call `/readyz`.
 async fn ready(state: &AppState) -> rotation_core::Result<()> {
     if state.store.get_meta(rotation_app::KEK_META).await?.is_none() {
         return Err(Error::backend("the store is not initialised"));
     }
+    let failed = state
+        .cached
+        .custody
+        .get_or_compute(0, state.clock.now(), async {
+            Ok(probe_custody(state).await.err().map(|e| e.message))
+        })
+        .await?;
+    match failed {
+        None => Ok(()),
+        Some(message) => Err(Error::backend(message)),
+    }
+}
+
+/// Wraps and unwraps a probe data key with the custody.
+async fn probe_custody(state: &AppState) -> rotation_core::Result<()> {
     let keyring = KeyringName::parse("readyz-probe")?;
     let probe = rotation_core::ports::DataKey::from_bytes([0x5A; 32]);
     let wrapped = state.custody.wrap_data_key(&keyring, 1, &probe).await?;
@@ -342,6 +360,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 // ---------------------------------------------------------------- authorities
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct CreateAuthority {
     id: String,
     name: Option<String>,
@@ -414,6 +433,7 @@ async fn show_authority(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct RotateBody {
     grace_period_hours: Option<u32>,
     /// Idempotency token: a retried request with the same id reports the same run.
@@ -445,6 +465,7 @@ async fn rotate_authority(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct ScheduleBody {
     at: String,
 }
@@ -483,6 +504,7 @@ async fn authority_status(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct RevokeBody {
     #[serde(default)]
     force: bool,
@@ -538,6 +560,7 @@ async fn jwks(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
 // ---------------------------------------------------------------- chains
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct IssueBody {
     agent_id: String,
     authority_id: String,
@@ -567,28 +590,66 @@ async fn issue_chain(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ChainQuery {
+    /// Only records this authority signed.
     authority: Option<String>,
+    /// Only this agent's records.
     agent: Option<String>,
+    /// Most records (1 to 1000, default 1000).
+    limit: Option<usize>,
+    /// Continue after this record: `AGENT_ID/RECORD_ID`, the `X-Next-After` of the previous page.
+    after: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/chains", tag = "chains", params(ChainQuery), responses((status = 200, description = "Trust records", body = Vec<RecordView>)))]
+/// Most trust records one request returns.
+const CHAIN_PAGE_LIMIT: usize = 1000;
+/// The header carrying the cursor of the next page of `/v1/chains`.
+const NEXT_AFTER: &str = "x-next-after";
+
+/// `AGENT_ID/RECORD_ID` (a `/` never appears in an agent id).
+fn chain_cursor(after: &str) -> ApiResult<(AgentId, uuid::Uuid)> {
+    let invalid = || Error::invalid_input("after must be AGENT_ID/RECORD_ID, as the X-Next-After header gives it");
+    let (agent, id) = after.rsplit_once('/').ok_or_else(invalid)?;
+    Ok((
+        AgentId::parse(agent).map_err(|_| invalid())?,
+        id.parse().map_err(|_| invalid())?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/chains", tag = "chains", params(ChainQuery), responses((status = 200,
+    description = "Trust records ordered by agent and id. When the page is full, the `X-Next-After` header holds the \
+        `after` of the next page; without it this is the last page.",
+    body = Vec<RecordView>,
+    headers(("X-Next-After" = String, description = "Cursor of the next page (absent on the last page)")))))]
 async fn list_chains(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ChainQuery>,
-) -> ApiResult<Json<Vec<RecordView>>> {
+) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     let engine = engine(&state, &caller);
+    let limit = q.limit.unwrap_or(CHAIN_PAGE_LIMIT);
+    if limit == 0 || limit > CHAIN_PAGE_LIMIT {
+        return Err(Error::invalid_input(format!("limit must be 1 to {CHAIN_PAGE_LIMIT}")).into());
+    }
     let query = RecordQuery {
         agent: q.agent.map(AgentId::parse).transpose()?,
         authority: q.authority.map(AuthorityId::parse).transpose()?,
+        after: q.after.as_deref().map(chain_cursor).transpose()?,
+        limit,
         ..RecordQuery::default()
     };
     if let Some(a) = &query.authority {
         engine.authority(a).await?;
     }
     let records = engine.list_records(&query).await?;
-    Ok(Json(records.iter().map(RecordView::from).collect()))
+    let next = (records.len() == limit)
+        .then(|| records.last().map(|r| format!("{}/{}", r.agent_id, r.id)))
+        .flatten();
+    let mut response = Json(records.iter().map(RecordView::from).collect::<Vec<_>>()).into_response();
+    if let Some(cursor) = next.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(NEXT_AFTER, cursor);
+    }
+    Ok(response)
 }
 
 #[utoipa::path(get, path = "/v1/chains/{agent}/verify", tag = "chains", params(("agent" = String, Path)), responses((status = 200, description = "The agent chain verdict", body = crate::openapi::JsonObject)))]
@@ -603,14 +664,30 @@ async fn verify_chain(State(state): State<AppState>, caller: Caller, Path(agent)
 #[utoipa::path(get, path = "/v1/chains/verify", tag = "chains", responses((status = 200, description = "Verdicts for every chain", body = crate::openapi::JsonObject)))]
 async fn verify_all_chains(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
-    let verdicts = engine(&state, &caller).verify_all_chains().await?;
-    let invalid = verdicts.iter().filter(|v| !v.valid).count();
-    Ok(Json(json!({"valid": invalid == 0, "invalid": invalid, "chains": verdicts})).into_response())
+    let engine = engine(&state, &caller);
+    let head = audit_head(&engine).await?;
+    let verdict = state
+        .cached
+        .chains
+        .get_or_compute(head, engine.now(), async {
+            let verdicts = engine.verify_all_chains().await?;
+            let invalid = verdicts.iter().filter(|v| !v.valid).count();
+            Ok(json!({"valid": invalid == 0, "invalid": invalid, "chains": verdicts}))
+        })
+        .await?;
+    Ok(Json(verdict).into_response())
+}
+
+/// The newest audit sequence number (0 for an empty log): it changes with
+/// every committed change, so it keys cached verdicts ([`crate::cache`]).
+async fn audit_head(engine: &Engine) -> rotation_core::Result<i64> {
+    Ok(engine.audit_events(1).await?.first().map_or(0, |e| e.seq))
 }
 
 // ---------------------------------------------------------------- keyrings and values
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct CreateKeyring {
     name: String,
 }
@@ -659,6 +736,7 @@ async fn keyring_info(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct RotateKeyringBody {
     #[serde(default)]
     dry_run: bool,
@@ -689,6 +767,7 @@ async fn rotate_keyring(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct MigrateBody {
     target_version: Option<u32>,
     batch_size: Option<usize>,
@@ -739,6 +818,7 @@ async fn keyring_report(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct EncryptBody {
     id: String,
     /// UTF-8 plaintext; or `value_base64` for bytes.
@@ -817,20 +897,29 @@ async fn decrypt_value(
 
 // ---------------------------------------------------------------- policies and schedules
 
-#[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, description = "Policies", body = Vec<crate::openapi::JsonObject>)))]
+#[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, description = "Policies (for non-admins, webhook and http: verification URLs show only their scheme and host)", body = Vec<crate::openapi::JsonObject>)))]
 async fn list_policies(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
-    Ok(Json(engine(&state, &caller).list_policies().await?).into_response())
+    let mut policies = engine(&state, &caller).list_policies().await?;
+    if caller.require(Role::Admin).is_err() {
+        policies.iter_mut().for_each(crate::views::hide_policy_urls);
+    }
+    Ok(Json(policies).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), responses((status = 200, description = "The policy", body = crate::openapi::JsonObject)))]
+#[utoipa::path(get, path = "/v1/policies/{name}", tag = "policies", params(("name" = String, Path)), responses((status = 200, description = "The policy (for non-admins, webhook and http: verification URLs show only their scheme and host)", body = crate::openapi::JsonObject)))]
 async fn show_policy(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
-    Ok(Json(engine(&state, &caller).policy(&name).await?).into_response())
+    let mut policy = engine(&state, &caller).policy(&name).await?;
+    if caller.require(Role::Admin).is_err() {
+        crate::views::hide_policy_urls(&mut policy);
+    }
+    Ok(Json(policy).into_response())
 }
 
 /// The engine's form of a policy: a `trigger` as in `GET /v1/policies/{name}`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct PolicyBody {
     #[schema(value_type = Object)]
     trigger: Trigger,
@@ -954,6 +1043,7 @@ async fn list_schedules(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct AddSchedule {
     /// `authority:ID`, `keyring:NAME` or `secret:PATH`.
     target: String,
@@ -982,9 +1072,13 @@ async fn add_schedule(
         (None, Some(s)) => s,
         (None, None) => 0,
     };
-    let schedule = engine(&state, &caller)
-        .add_policy_schedule(target, &body.policy, offset_seconds)
-        .await?;
+    let engine = engine(&state, &caller);
+    if let Target::Secret(path) = &target {
+        // Scheduled rotations send new values to the policy's http: tests.
+        let secret = engine.secret(path).await?;
+        secrets::require_admin_for_policy_tests(&caller, &engine, &secret, &body.policy, "scheduling").await?;
+    }
+    let schedule = engine.add_policy_schedule(target, &body.policy, offset_seconds).await?;
     Ok(created(schedule))
 }
 
@@ -1145,7 +1239,17 @@ async fn audit_list(State(state): State<AppState>, caller: Caller, Query(q): Que
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, description = "Hash chain verdict", body = crate::openapi::JsonObject)))]
 async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
-    Ok(Json(engine(&state, &caller).verify_audit().await?).into_response())
+    let engine = engine(&state, &caller);
+    let head = audit_head(&engine).await?;
+    let verdict = state
+        .cached
+        .audit
+        .get_or_compute(head, engine.now(), async {
+            serde_json::to_value(engine.verify_audit().await?)
+                .map_err(|e| Error::new(Reason::RotationFailed, format!("cannot encode the verdict: {e}")))
+        })
+        .await?;
+    Ok(Json(verdict).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/report", tag = "audit", responses((status = 200, description = "Compliance report", body = crate::openapi::JsonObject)))]
@@ -1157,6 +1261,7 @@ async fn report(State(state): State<AppState>, caller: Caller) -> ApiResult<Resp
 // ---------------------------------------------------------------- tokens
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct CreateToken {
     role: Role,
     expires_in_days: Option<u32>,

@@ -23,6 +23,7 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::KeyNotInGracePeriod => StatusCode::UNPROCESSABLE_ENTITY,
         Reason::Unauthorized => StatusCode::UNAUTHORIZED,
         Reason::Forbidden => StatusCode::FORBIDDEN,
+        Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Reason::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -34,6 +35,8 @@ pub struct ApiError {
     error: Error,
     /// A status other than the reason's (e.g. 413 for an oversized body).
     status: Option<StatusCode>,
+    /// Seconds a rate-limited client should wait (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -42,6 +45,16 @@ impl ApiError {
         ApiError {
             error,
             status: Some(status),
+            retry_after: None,
+        }
+    }
+
+    /// 429 `rate_limited` with `Retry-After: retry_after_seconds` (at least 1).
+    pub fn rate_limited(message: impl Into<String>, retry_after_seconds: u64) -> Self {
+        ApiError {
+            error: Error::new(Reason::RateLimited, message),
+            status: None,
+            retry_after: Some(retry_after_seconds.max(1)),
         }
     }
 
@@ -53,7 +66,11 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        ApiError { error, status: None }
+        ApiError {
+            error,
+            status: None,
+            retry_after: None,
+        }
     }
 }
 
@@ -86,6 +103,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -243,6 +263,7 @@ mod tests {
         assert_eq!(status_for(Reason::Unauthorized), StatusCode::UNAUTHORIZED);
         assert_eq!(status_for(Reason::Forbidden), StatusCode::FORBIDDEN);
         assert_eq!(status_for(Reason::BackendUnavailable), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status_for(Reason::RateLimited), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(status_for(Reason::Tampered), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(status_for(Reason::RotationFailed), StatusCode::INTERNAL_SERVER_ERROR);
     }

@@ -13,12 +13,15 @@
 mod api;
 pub mod auth;
 mod background;
+mod cache;
 pub mod error;
 mod metrics;
 mod openapi;
+mod rate_limit;
 mod secrets;
 mod serve;
 pub mod tls;
+mod validations;
 mod views;
 mod worker;
 
@@ -67,11 +70,23 @@ pub struct ServerConfig {
     pub secret_backend: Option<Arc<dyn SecretBackend>>,
     /// Serve HTTPS with this configuration ([`tls::load`]); `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Most connections served at once; further clients wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// Requests per second one token may send (bursts of twice that);
+    /// beyond, 429 `rate_limited`. 0: no limit.
+    pub rate_limit_per_second: u32,
+    /// `:validate` calls per minute one token may make on one secret; 0: no limit.
+    pub validate_per_minute: u32,
+    /// How often counted `:validate` attempts are written to the audit log.
+    pub validation_audit_interval: Duration,
 }
 
 impl ServerConfig {
     /// A configuration with defaults: scheduler every 30 s, 60 s leases,
-    /// 1 MiB bodies, 60 s request timeout, system clock.
+    /// 1 MiB bodies, 60 s request timeout, system clock, 1,024
+    /// connections, 100 requests per second per token, 60 validations per
+    /// minute per token and secret, audited every 60 s.
     pub fn new(store: impl Into<String>, master_secret: MasterSecret) -> Self {
         ServerConfig {
             store: store.into(),
@@ -86,6 +101,10 @@ impl ServerConfig {
             custody: None,
             secret_backend: None,
             tls: None,
+            max_connections: 1024,
+            rate_limit_per_second: 100,
+            validate_per_minute: 60,
+            validation_audit_interval: Duration::from_secs(60),
         }
     }
 }
@@ -103,6 +122,9 @@ pub(crate) struct AppState {
     secret_backend: Option<Arc<dyn SecretBackend>>,
     background: background::Background,
     gauges: Arc<metrics::GaugeCache>,
+    limits: Arc<rate_limit::Limits>,
+    validations: Arc<validations::Validations>,
+    cached: Arc<cache::Verdicts>,
 }
 
 impl AppState {
@@ -132,6 +154,9 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     worker: Option<JoinHandle<()>>,
+    validation_audit: JoinHandle<()>,
+    /// The handlers' state, for the last audit of validations at shutdown.
+    state: AppState,
     background: background::Background,
     /// How long a shutdown waits for operations started by requests.
     background_grace: std::time::Duration,
@@ -161,6 +186,9 @@ impl RunningServer {
             let _ = worker.await;
         }
         let served = self.server.await;
+        // Requests are done: what they counted is audited now.
+        let _ = self.validation_audit.await;
+        validations::flush(&self.state).await;
         if !self.background.wait_idle(self.background_grace).await {
             tracing::warn!(
                 running = self.background.running(),
@@ -222,6 +250,12 @@ pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Runnin
         lease: config.lease,
         background: background::Background::default(),
         gauges: Arc::default(),
+        limits: Arc::new(rate_limit::Limits::new(
+            config.rate_limit_per_second,
+            config.validate_per_minute,
+        )),
+        validations: Arc::default(),
+        cached: Arc::default(),
     };
     let background = state.background.clone();
     let background_grace = config.lease.to_std().unwrap_or(std::time::Duration::from_secs(60));
@@ -234,17 +268,33 @@ pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Runnin
         let engine = state.engine(format!("scheduler:{}", config.worker_id));
         tokio::spawn(worker::run(engine, interval, rx.clone()))
     });
-    let app = api::router(state, config.body_limit, config.request_timeout);
+    let validation_audit = tokio::spawn(validations::run(
+        state.clone(),
+        config.validation_audit_interval,
+        rx.clone(),
+    ));
+    let app = api::router(state.clone(), config.body_limit, config.request_timeout);
     let server_rx = rx;
     let https = config.tls.is_some();
     let header_timeout = config.request_timeout.min(serve::MAX_HEADER_TIME);
-    let server = tokio::spawn(serve::serve(listener, app, config.tls, header_timeout, server_rx));
+    let server = tokio::spawn(serve::serve(
+        listener,
+        app,
+        config.tls,
+        serve::Limits {
+            header_timeout,
+            max_connections: config.max_connections.max(1),
+        },
+        server_rx,
+    ));
     tracing::info!(%addr, https, "rotation-server listening");
     Ok(RunningServer {
         addr,
         shutdown,
         server,
         worker,
+        validation_audit,
+        state,
         background,
         background_grace,
     })

@@ -75,6 +75,23 @@ struct ServeArgs {
     /// settings come from ROTATION_WEBHOOK_SECRET and ROTATION_SMTP_*.
     #[arg(long, env = "ROTATION_NOTIFY_CONFIG")]
     notify_config: Option<PathBuf>,
+    /// Serve plain HTTP on an address that is not loopback (behind a TLS-terminating
+    /// proxy on the same host or network); without it such a server needs --tls-cert/--tls-key.
+    #[arg(long, env = "ROTATION_ALLOW_PLAIN_HTTP")]
+    allow_plain_http: bool,
+    /// Development only: honour ROTATION_NOW (a frozen clock, which also freezes token
+    /// expiry); without it the server ignores ROTATION_NOW and warns.
+    #[arg(long, env = "ROTATION_UNSAFE_CLOCK")]
+    unsafe_clock: bool,
+    /// Most connections served at once; further clients wait until one closes.
+    #[arg(long, env = "ROTATION_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Requests per second one token may send (bursts of twice that), then 429; 0: no limit.
+    #[arg(long, env = "ROTATION_RATE_LIMIT_PER_SECOND", default_value_t = 100)]
+    rate_limit_per_second: u32,
+    /// `:validate` calls per minute one token may make on one secret, then 429; 0: no limit.
+    #[arg(long, env = "ROTATION_VALIDATE_PER_MINUTE", default_value_t = 60)]
+    validate_per_minute: u32,
 }
 
 /// Where secret values and private keys live: the same flags and
@@ -260,6 +277,11 @@ fn apply_config_file(matches: &clap::ArgMatches, cli: &mut Cli) -> Result<()> {
     fill!(serve.tls_cert, tls_cert);
     fill!(serve.tls_key, tls_key);
     fill!(serve.notify_config, notify_config);
+    fill!(serve.allow_plain_http, allow_plain_http);
+    fill!(serve.unsafe_clock, unsafe_clock);
+    fill!(serve.max_connections, max_connections);
+    fill!(serve.rate_limit_per_second, rate_limit_per_second);
+    fill!(serve.validate_per_minute, validate_per_minute);
     let vault = &mut cli.vault;
     if let Some(v) = enum_value("secret_backend", file.secret_backend) {
         vault.secret_backend = <SecretBackendArg as clap::ValueEnum>::from_str(&v, true).map_err(|_| {
@@ -315,7 +337,7 @@ fn notifier_from_file(path: &std::path::Path) -> Result<Arc<dyn rotation_core::p
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None | Some(Command::Serve) => serve(&cli.store, cli.master_key_file, cli.serve, &cli.vault).await,
-        Some(Command::Token(command)) => token(&cli.store, command).await,
+        Some(Command::Token(command)) => token(&cli.store, command, cli.serve.unsafe_clock).await,
     }
 }
 
@@ -355,7 +377,10 @@ async fn serve(store: &str, key_file: Option<PathBuf>, args: ServeArgs, vault: &
     config.lease = chrono::TimeDelta::seconds(i64::from(args.lease_seconds.max(1)));
     config.body_limit = args.body_limit_bytes;
     config.request_timeout = Duration::from_secs(args.request_timeout_seconds.max(1));
-    config.clock = rotation_app::clock_from_env()?;
+    config.clock = server_clock(args.unsafe_clock)?;
+    config.max_connections = args.max_connections.max(1);
+    config.rate_limit_per_second = args.rate_limit_per_second;
+    config.validate_per_minute = args.validate_per_minute;
     if let Some(path) = &args.notify_config {
         config.notifier = Some(notifier_from_file(path)?);
     }
@@ -367,6 +392,19 @@ async fn serve(store: &str, key_file: Option<PathBuf>, args: ServeArgs, vault: &
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| Error::backend(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::backend(format!("cannot read the listening address: {e}")))?;
+    if config.tls.is_none() && !addr.ip().is_loopback() {
+        if !args.allow_plain_http {
+            return Err(Error::invalid_input(format!(
+                "refusing to serve plain HTTP on {addr}, which is not a loopback address: bearer tokens \
+                 and secret values would cross the network in cleartext. Give --tls-cert and --tls-key, \
+                 or --allow-plain-http when a TLS-terminating proxy sits in front"
+            )));
+        }
+        tracing::warn!(%addr, "serving plain HTTP on an address that is not loopback (--allow-plain-http): tokens and values cross the network in cleartext unless a proxy terminates TLS");
+    }
     let server = rotation_server::start(config, listener).await?;
     let handle = server.shutdown_handle();
     tokio::spawn(async move {
@@ -398,10 +436,31 @@ async fn shutdown_signal() {
     }
 }
 
-async fn token(store: &str, command: TokenCommand) -> Result<()> {
+/// The server's clock: the system clock, unless `unsafe_clock` lets
+/// `ROTATION_NOW` freeze it (development only: it also freezes token
+/// expiry). `ROTATION_NOW` without `--unsafe-clock` is ignored, with a
+/// warning.
+fn server_clock(unsafe_clock: bool) -> Result<Arc<dyn rotation_core::time::Clock>> {
+    let now_set = std::env::var(rotation_app::NOW_ENV).is_ok_and(|v| !v.trim().is_empty());
+    match (now_set, unsafe_clock) {
+        (true, true) => {
+            tracing::warn!(
+                "--unsafe-clock: the clock is frozen at ROTATION_NOW; token expiry, grace periods and schedules follow it (development only)"
+            );
+            rotation_app::clock_from_env()
+        }
+        (true, false) => {
+            tracing::warn!("ROTATION_NOW is set but ignored: the server uses the system clock unless --unsafe-clock is given");
+            Ok(Arc::new(rotation_core::time::SystemClock))
+        }
+        (false, _) => Ok(Arc::new(rotation_core::time::SystemClock)),
+    }
+}
+
+async fn token(store: &str, command: TokenCommand, unsafe_clock: bool) -> Result<()> {
     let store = rotation_app::open_store(store, false).await?;
     let crypto: Arc<dyn CryptoProvider> = Arc::new(RingCrypto::new());
-    let tokens = Tokens::new(store, crypto, rotation_app::clock_from_env()?);
+    let tokens = Tokens::new(store, crypto, server_clock(unsafe_clock)?);
     let print = |value: serde_json::Value| {
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     };

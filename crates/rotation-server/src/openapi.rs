@@ -14,24 +14,8 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
 
 use crate::{api, secrets};
 
-/// Every reason an error body may carry, in the order of [`Reason`].
-const REASONS: &[Reason] = &[
-    Reason::ConcurrentRotation,
-    Reason::RotationFailed,
-    Reason::InvalidScheduleTime,
-    Reason::GracePeriodNotExpired,
-    Reason::KeyNotInGracePeriod,
-    Reason::NotFound,
-    Reason::AlreadyExists,
-    Reason::VerificationFailed,
-    Reason::RolledBack,
-    Reason::InvalidPolicy,
-    Reason::InvalidInput,
-    Reason::Unauthorized,
-    Reason::Forbidden,
-    Reason::BackendUnavailable,
-    Reason::Tampered,
-];
+/// Every reason an error body may carry.
+const REASONS: &[Reason] = &Reason::ALL;
 
 /// A JSON object whose fields the document does not spell out (engine
 /// results serialised as they are).
@@ -124,6 +108,12 @@ impl utoipa::Modify for Common {
                         RefOr::T(error("Missing, unknown, expired or revoked token")),
                     );
                     responses.insert("403".into(), RefOr::T(error("The token's role may not do this")));
+                    responses.insert(
+                        "429".into(),
+                        RefOr::T(error(
+                            "Too many requests from this token (reason rate_limited; wait the seconds of Retry-After)",
+                        )),
+                    );
                 }
                 if path.starts_with("/v1/") {
                     responses.insert("4XX".into(), RefOr::T(error("Invalid request, not found or conflict")));

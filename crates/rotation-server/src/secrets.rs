@@ -21,7 +21,15 @@
 //! `ca_secret` (the secret whose private key signs certificates) and the
 //! database `role` whose password rotates. An operator who could set any
 //! of them could send the next value anywhere; an operator may resend the
-//! stored ones unchanged.
+//! stored ones unchanged. The same holds for:
+//! - the shape of a certificate a CA secret issues (`ca`, `common_name`,
+//!   `validity_days` of a secret with a `ca_secret`): an operator could
+//!   otherwise have the admin's CA issue a sub-CA for any name;
+//! - a secret that another secret names as its `ca_secret` or
+//!   `admin_secret` ([`require_admin_if_referenced`]): whoever writes it
+//!   chooses the CA key or the connection the others' values go through;
+//! - rotating with, or attaching, a policy whose `http:URL` verification
+//!   tests the secret does not carry yet ([`require_admin_for_policy_tests`]).
 
 use std::time::Instant;
 
@@ -29,9 +37,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use rotation_core::Error;
 use rotation_core::engine::{PutSecret, SecretRotateRequest};
-use rotation_core::secret::{Generator, SecretConfig, SecretType, SecretValue, Stage, VersionSelector};
+use rotation_core::secret::{Generator, Secret, SecretConfig, SecretType, SecretValue, Stage, VersionSelector};
+use rotation_core::{Engine, Error, Reason};
 use rotation_core::time::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -85,8 +93,10 @@ fn http_tests(verify: &[String]) -> Vec<&str> {
 /// secret's stored settings; `None` for a new secret), by name. These are
 /// the settings through which the server sends a value somewhere or runs
 /// something: `script`, `admin_secret`, `ca_secret`, `role` and the
-/// `http:URL` verification tests. A setting left out, or given equal to
-/// the stored one, is not a change.
+/// `http:URL` verification tests; and, for a certificate a CA secret
+/// issues (`ca_secret` given or stored), what the CA signs: `ca`,
+/// `common_name` and `validity_days`. A setting left out, or given equal
+/// to the stored one, is not a change.
 fn admin_settings_changed(body: &PutSecretBody, stored: Option<&SecretConfig>) -> Vec<&'static str> {
     let none = SecretConfig::default();
     let stored = stored.unwrap_or(&none);
@@ -111,7 +121,88 @@ fn admin_settings_changed(body: &PutSecretBody, stored: Option<&SecretConfig>) -
     {
         changed.push("http:URL verification tests");
     }
+    if body.ca_secret.is_some() || stored.ca_secret.is_some() {
+        if body.ca.is_some_and(|ca| ca != stored.ca) {
+            changed.push("ca");
+        }
+        if changes(&body.common_name, &stored.common_name) {
+            changed.push("common_name");
+        }
+        if body.validity_days.is_some() && body.validity_days != stored.validity_days {
+            changed.push("validity_days");
+        }
+    }
     changed
+}
+
+/// `forbidden` unless `caller` is an admin or no other secret names `path`
+/// as its `ca_secret` or `admin_secret`: writing such a secret chooses
+/// the key that signs the others' certificates, or the connection their
+/// new passwords are sent over. `doing` says what the caller tried.
+pub(crate) async fn require_admin_if_referenced(
+    caller: &Caller,
+    engine: &Engine,
+    path: &str,
+    doing: &str,
+) -> ApiResult<()> {
+    if caller.require(Role::Admin).is_ok() {
+        return Ok(());
+    }
+    let references = engine.secrets_referring_to(path).await?;
+    let Some(first) = references.first() else {
+        return Ok(());
+    };
+    let more = match references.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    Err(Error::new(
+        Reason::Forbidden,
+        format!(
+            "{doing} secret {path} needs the admin role: secret {} names it as its {}{more}",
+            first.path, first.setting
+        ),
+    )
+    .into())
+}
+
+/// `forbidden` unless `caller` is an admin or every `http:URL`
+/// verification test of policy `name` is one `secret` already carries (in
+/// its own tests, or in its own policy's): the verifier sends each new
+/// value to those URLs. `doing` says what the caller tried.
+pub(crate) async fn require_admin_for_policy_tests(
+    caller: &Caller,
+    engine: &Engine,
+    secret: &Secret,
+    name: &str,
+    doing: &str,
+) -> ApiResult<()> {
+    if caller.require(Role::Admin).is_ok() || secret.policy.as_deref() == Some(name) {
+        return Ok(());
+    }
+    let named = engine.policy(name).await?;
+    let mut carried: Vec<String> = http_tests(&secret.config.verify).into_iter().map(str::to_owned).collect();
+    if let Some(own) = &secret.policy
+        && let Some(own) = engine.store().get_policy(own).await?
+    {
+        carried.extend(http_tests(&own.procedure.verification_tests).into_iter().map(str::to_owned));
+    }
+    let new = http_tests(&named.procedure.verification_tests)
+        .into_iter()
+        .filter(|t| !carried.iter().any(|c| c == t))
+        .count();
+    if new == 0 {
+        return Ok(());
+    }
+    Err(Error::new(
+        Reason::Forbidden,
+        format!(
+            "{doing} secret {} with policy {name} needs the admin role: the policy has {new} http:URL \
+             verification test(s) the secret does not carry, and the verifier sends each new value there",
+            secret.path
+        ),
+    )
+    .into())
 }
 
 /// `forbidden` unless `caller` is an admin or `body` sets or changes no
@@ -197,7 +288,7 @@ pub(crate) async fn post_dispatch(
             rotate_secret(state, caller, Path(path.to_owned()), JsonBody(body_as(body)?)).await
         }
         (path, Some("validate")) => {
-            caller.require(Role::Viewer)?;
+            caller.require(Role::Operator)?;
             validate_secret(state, caller, Path(path.to_owned()), JsonBody(body_as(body)?)).await
         }
         (_, action) => {
@@ -316,6 +407,21 @@ pub(crate) async fn put_secret(
     let existing = engine.store().get_secret(&path).await?;
     // Only admins choose where values go or what runs (module doc).
     require_admin_for_settings(&caller, &body, existing.as_ref().map(|s| &s.config))?;
+    if existing.is_some() {
+        require_admin_if_referenced(&caller, &engine, &path, "writing").await?;
+    }
+    if let Some(policy) = body.policy.as_deref() {
+        let current = existing.clone().unwrap_or_else(|| Secret {
+            path: path.clone(),
+            secret_type: secret_type.unwrap_or(SecretType::Generic),
+            policy: None,
+            config: SecretConfig::default(),
+            created_at: engine.now(),
+            updated_at: engine.now(),
+            last_rotated_at: None,
+        });
+        require_admin_for_policy_tests(&caller, &engine, &current, policy, "attaching to").await?;
+    }
     let policy = body.policy.take();
     let config = body
         .settings_given()
@@ -483,6 +589,12 @@ pub(crate) async fn rotate_secret(
                 .map_err(|_| Error::invalid_input(format!("rotation_id {r:?} is not a UUID")))
         })
         .transpose()?;
+    let engine = engine(&state, &caller);
+    let secret = engine.secret(&path).await?;
+    require_admin_if_referenced(&caller, &engine, &path, "rotating").await?;
+    if let Some(policy) = body.policy.as_deref() {
+        require_admin_for_policy_tests(&caller, &engine, &secret, policy, "rotating").await?;
+    }
     let request = SecretRotateRequest {
         path,
         policy: body.policy,
@@ -490,7 +602,6 @@ pub(crate) async fn rotate_secret(
         rotation_id,
         schedule_id: None,
     };
-    let engine = engine(&state, &caller);
     let started = Instant::now();
     let e = engine.clone();
     let result = detached(&state, async move { e.rotate_secret(request).await }).await;
@@ -514,17 +625,28 @@ pub(crate) struct ValidateBody {
 #[utoipa::path(post, path = "/v1/secrets/{path}:validate", tag = "secrets",
     params(("path" = String, Path, description = "Secret path (`/` as is or `%2F`)")),
     request_body(content = ValidateBody, content_type = "application/json"),
-    responses((status = 200, description = "`{valid, version, stage}`: CURRENT, or PREVIOUS during a dual-write grace period", body = crate::openapi::JsonObject)))]
-/// Whether a value is accepted.
+    responses((status = 200, description = "`{valid, version, stage}`: CURRENT, or PREVIOUS during a dual-write grace period \
+        (operator; limited per token and secret, 429 `rate_limited` with `Retry-After` beyond; attempts audited as \
+        `secret_validated`, one event per token, secret and interval)", body = crate::openapi::JsonObject)))]
+/// Whether a value is accepted (operator). A guessing oracle otherwise:
+/// calls are rate-limited per token and secret, and counted into
+/// `secret_validated` audit events ([`crate::validations`]).
 pub(crate) async fn validate_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path(path): Path<String>,
     JsonBody(body): JsonBody<ValidateBody>,
 ) -> ApiResult<Response> {
-    caller.require(Role::Viewer)?;
+    caller.require(Role::Operator)?;
+    rotation_core::secret::check_path(&path)?;
+    state.limits.check_validation(&caller.token_id, &path)?;
     let value = SecretValue::new(body.value);
-    Ok(Json(engine(&state, &caller).validate_secret(&path, &value).await?).into_response())
+    let engine = engine(&state, &caller);
+    let validation = engine.validate_secret(&path, &value).await?;
+    state
+        .validations
+        .count(&caller.token_id, &path, validation.valid, engine.now());
+    Ok(Json(validation).into_response())
 }
 
 // ---------------------------------------------------------------- stats and outbox

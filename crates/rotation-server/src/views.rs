@@ -162,3 +162,54 @@ impl From<&SealedValue> for ValueView {
         }
     }
 }
+
+/// A URL as non-admins see it: only its scheme and host
+/// (`https://hooks.example`), since webhook and verification URLs often
+/// carry a token in their path or query. Text that is not an absolute URL
+/// is kept (`log`, `mailto:` recipients, test names).
+pub(crate) fn scheme_and_host(text: &str) -> String {
+    if !text.contains("://") {
+        return text.to_owned();
+    }
+    match text.parse::<axum::http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.host()) {
+            (Some(scheme), Some(host)) => format!("{scheme}://{host}"),
+            _ => "[hidden URL]".to_owned(),
+        },
+        Err(_) => "[hidden URL]".to_owned(),
+    }
+}
+
+/// Hides the path, query and credentials of every webhook recipient and
+/// `http:URL` verification test of `policy` ([`scheme_and_host`]).
+pub(crate) fn hide_policy_urls(policy: &mut rotation_core::policy::Policy) {
+    let procedure = &mut policy.procedure;
+    for recipient in &mut procedure.notify {
+        *recipient = scheme_and_host(recipient);
+    }
+    for test in &mut procedure.verification_tests {
+        if let Some(url) = test.strip_prefix("http:") {
+            *test = format!("http:{}", scheme_and_host(url));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_only_their_scheme_and_host() {
+        assert_eq!(
+            scheme_and_host("https://hooks.slack.example/services/T000/B000/XXXXSECRET"),
+            "https://hooks.slack.example"
+        );
+        assert_eq!(
+            scheme_and_host("https://user:pw@hooks.example:8443/x?token=abc"),
+            "https://hooks.example"
+        );
+        assert_eq!(scheme_and_host("mailto:ops@example.com"), "mailto:ops@example.com");
+        assert_eq!(scheme_and_host("log"), "log");
+        assert_eq!(scheme_and_host("https://[bad"), "[hidden URL]");
+    }
+}

@@ -14,6 +14,7 @@ mod postgres;
 mod prepublish;
 mod replicas;
 mod secrets;
+mod security;
 mod support;
 mod tls;
 mod vault_flags;

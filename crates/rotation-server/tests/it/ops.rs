@@ -210,8 +210,12 @@ async fn the_scheduler_worker_runs_due_rotations_and_stops_on_shutdown() {
     assert!(shutdown.is_ok(), "graceful shutdown finishes");
 }
 
-/// A custody whose backend is down: every call fails with `backend_unavailable`.
-struct DownCustody;
+/// A custody whose backend is down: every call fails with
+/// `backend_unavailable`; it counts the data keys it was asked to wrap.
+#[derive(Default)]
+struct DownCustody {
+    wraps: std::sync::atomic::AtomicUsize,
+}
 
 fn down() -> rotation_core::Error {
     rotation_core::Error::backend("injected: the custody backend is unreachable")
@@ -263,6 +267,7 @@ impl rotation_core::ports::KeyCustody for DownCustody {
         _: u32,
         _: &rotation_core::ports::DataKey,
     ) -> rotation_core::Result<rotation_core::authority::CustodyRef> {
+        self.wraps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(down())
     }
     async fn unwrap_data_key(
@@ -284,8 +289,9 @@ impl rotation_core::ports::KeyCustody for DownCustody {
 
 #[tokio::test]
 async fn readiness_needs_a_usable_custody() {
+    let custody = std::sync::Arc::new(DownCustody::default());
     let s = TestServer::sqlite_with(Options {
-        custody: Some(std::sync::Arc::new(DownCustody)),
+        custody: Some(custody.clone()),
         ..Options::default()
     })
     .await;
@@ -302,6 +308,13 @@ async fn readiness_needs_a_usable_custody() {
             .contains("custody backend is unreachable"),
         "{body}"
     );
+    // Anyone may call /readyz: the custody is probed at most once per few
+    // seconds, whatever the number of calls.
+    for _ in 0..5 {
+        let again = s.client.get(format!("{}/readyz", s.base)).send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(custody.wraps.load(std::sync::atomic::Ordering::SeqCst), 1);
     s.stop().await;
 }
 

@@ -231,20 +231,20 @@ async fn secrets_put_get_list_rotate_validate_history_status() {
     let new = new["value"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
     let (status, v) = s
-        .post("/v1/secrets/api/partner:validate", &s.viewer, json!({"value": old}))
+        .post("/v1/secrets/api/partner:validate", &s.operator, json!({"value": old}))
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v, json!({"valid": true, "version": 1, "stage": "PREVIOUS"}));
     let (_, v) = s
-        .post("/v1/secrets/api/partner:validate", &s.viewer, json!({"value": new}))
+        .post("/v1/secrets/api/partner:validate", &s.operator, json!({"value": new}))
         .await;
     assert_eq!(v, json!({"valid": true, "version": 2, "stage": "CURRENT"}));
     let (_, v) = s
-        .post("/v1/secrets/api/partner:validate", &s.viewer, json!({"value": "nope"}))
+        .post("/v1/secrets/api/partner:validate", &s.operator, json!({"value": "nope"}))
         .await;
     assert_eq!(v["valid"], false);
     assert_error(
-        &s.post("/v1/secrets/api/partner:validate", &s.viewer, json!({})).await,
+        &s.post("/v1/secrets/api/partner:validate", &s.operator, json!({})).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_input",
     );
@@ -341,10 +341,11 @@ async fn operator_policies_plan_stats_rollback_outbox_and_resume() {
         .await;
     let (status, ok) = s.post("/v1/secrets/app/token:rotate", &s.operator, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{ok}");
+    // `flaky` has an http: test the secret does not carry: an admin's choice.
     let failed = s
         .post(
             "/v1/secrets/app/token:rotate",
-            &s.operator,
+            &s.admin,
             json!({"policy": "flaky", "value": "token-refused-bb22"}),
         )
         .await;
@@ -443,10 +444,11 @@ async fn operator_policies_plan_stats_rollback_outbox_and_resume() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_input",
     );
+    // `flaky`'s http: test is not the secret's own: an admin schedules it.
     let (status, schedule) = s
         .post(
             "/v1/schedules",
-            &s.operator,
+            &s.admin,
             json!({"target": "secret:app/flaky", "policy": "flaky", "offset": "1h"}),
         )
         .await;

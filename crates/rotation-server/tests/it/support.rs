@@ -57,6 +57,14 @@ pub(crate) struct Options {
     pub(crate) custody: Option<Arc<dyn rotation_core::ports::KeyCustody>>,
     /// Serve HTTPS with this configuration (the base URL is then `https://`).
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// Requests per second per token (0: no limit).
+    pub(crate) rate_limit_per_second: u32,
+    /// `:validate` calls per minute per token and secret (0: no limit).
+    pub(crate) validate_per_minute: u32,
+    /// How often validation attempts are audited.
+    pub(crate) validation_audit_interval: Duration,
+    /// Most connections served at once.
+    pub(crate) max_connections: usize,
 }
 
 impl Default for Options {
@@ -68,6 +76,10 @@ impl Default for Options {
             notifier: None,
             custody: None,
             tls: None,
+            rate_limit_per_second: ServerConfig::new("", secret()).rate_limit_per_second,
+            validate_per_minute: ServerConfig::new("", secret()).validate_per_minute,
+            validation_audit_interval: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }
@@ -109,6 +121,10 @@ impl TestServer {
         config.request_timeout = options.request_timeout;
         config.notifier = options.notifier;
         config.custody = options.custody;
+        config.rate_limit_per_second = options.rate_limit_per_second;
+        config.validate_per_minute = options.validate_per_minute;
+        config.validation_audit_interval = options.validation_audit_interval;
+        config.max_connections = options.max_connections;
         let scheme = if options.tls.is_some() { "https" } else { "http" };
         config.tls = options.tls;
         config.clock = clock.clone();
