@@ -700,10 +700,19 @@ async fn create_keyring(
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
     let engine = engine(&state, &caller);
-    let name = KeyringName::parse(body.name)?;
+    let name = user_keyring(body.name)?;
     let (e, n) = (engine.clone(), name.clone());
     detached(&state, async move { e.create_keyring(&n).await }).await?;
     Ok(created(keyring_view(&engine, &name).await?))
+}
+
+/// A keyring named in a request: a valid name, and not one of the
+/// reserved `rotation.*` keyrings only the secret backend touches
+/// (`invalid_input`).
+fn user_keyring(name: String) -> ApiResult<KeyringName> {
+    let name = KeyringName::parse(name)?;
+    rotation_core::keyring::check_user_keyring(&name)?;
+    Ok(name)
 }
 
 async fn keyring_view(engine: &Engine, name: &KeyringName) -> ApiResult<KeyringView> {
@@ -731,7 +740,7 @@ async fn keyring_info(
     Path(name): Path<String>,
 ) -> ApiResult<Json<KeyringView>> {
     caller.require(Role::Viewer)?;
-    let name = KeyringName::parse(name)?;
+    let name = user_keyring(name)?;
     Ok(Json(keyring_view(&engine(&state, &caller), &name).await?))
 }
 
@@ -751,7 +760,7 @@ async fn rotate_keyring(
     JsonBody(body): JsonBody<RotateKeyringBody>,
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
-    let name = KeyringName::parse(name)?;
+    let name = user_keyring(name)?;
     let request = KeyringRotateRequest {
         dry_run: body.dry_run,
         new_version: body.new_version,
@@ -787,7 +796,7 @@ async fn migrate_keyring(
     JsonBody(body): JsonBody<MigrateBody>,
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
-    let name = KeyringName::parse(name)?;
+    let name = user_keyring(name)?;
     let options = MigrateOptions {
         target_version: body.target_version,
         batch_size: body.batch_size.unwrap_or(MigrateOptions::default().batch_size),
@@ -812,7 +821,7 @@ async fn keyring_report(
 ) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
     let report = engine(&state, &caller)
-        .keyring_report(&KeyringName::parse(name)?)
+        .keyring_report(&user_keyring(name)?)
         .await?;
     Ok(Json(report).into_response())
 }
@@ -834,7 +843,7 @@ async fn encrypt_value(
     JsonBody(body): JsonBody<EncryptBody>,
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
-    let name = KeyringName::parse(name)?;
+    let name = user_keyring(name)?;
     let id = ValueId::parse(body.id)?;
     let plaintext = zeroize::Zeroizing::new(match (body.value, body.value_base64) {
         (Some(v), None) => v.into_bytes(),
@@ -873,7 +882,7 @@ async fn decrypt_value(
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require(Role::Admin)?;
-    let name = KeyringName::parse(name)?;
+    let name = user_keyring(name)?;
     let id = ValueId::parse(id)?;
     let plaintext = engine(&state, &caller).decrypt_value(&name, &id).await?;
     let (value, value_base64) = match std::str::from_utf8(&plaintext) {

@@ -596,3 +596,41 @@ async fn rotation_now_needs_the_unsafe_clock_flag() {
     assert!(status.is_none(), "it kept serving: {stderr}");
     assert!(stderr.contains("ROTATION_NOW is set but ignored"), "{stderr}");
 }
+
+/// The `rotation.*` keyrings hold secret versions: no keyring route
+/// touches them, so secret versions change only through secret routes
+/// (and are audited as such).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_keyrings_are_refused_by_every_keyring_route() {
+    let s = TestServer::sqlite().await;
+    let put = s
+        .put("/v1/secrets/payments/key", &s.operator, json!({"value": "v1-original"}))
+        .await;
+    assert_eq!(put.0, StatusCode::CREATED, "{}", put.1);
+    let before = current(&s, "payments/key").await;
+    let (_, audit_before) = s.get("/v1/audit?limit=1000", &s.admin).await;
+    let keyring = "/v1/keyrings/rotation.secrets";
+    for (method, path, token, body) in [
+        (Method::POST, format!("{keyring}/values"), &s.operator, Some(json!({"id": "payments/key@1", "value": "overwritten"}))),
+        (Method::POST, format!("{keyring}/values/payments%2Fkey@1/decrypt"), &s.admin, None),
+        (Method::POST, format!("{keyring}/rotate"), &s.operator, Some(json!({}))),
+        (Method::POST, format!("{keyring}/migrate"), &s.operator, Some(json!({}))),
+        (Method::GET, keyring.to_owned(), &s.viewer, None),
+        (Method::GET, format!("{keyring}/report"), &s.viewer, None),
+        (Method::POST, "/v1/keyrings".to_owned(), &s.operator, Some(json!({"name": "rotation.mine"}))),
+    ] {
+        let refused = s.call(method.clone(), &path, Some(token), body).await;
+        assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+        assert!(
+            refused.1["message"].as_str().unwrap().contains("reserved"),
+            "{method} {path}: {}",
+            refused.1
+        );
+    }
+    assert_eq!(current(&s, "payments/key").await, before, "the secret is unchanged");
+    let (_, audit_after) = s.get("/v1/audit?limit=1000", &s.admin).await;
+    // The refused requests wrote nothing to the audit log.
+    let added = audit_after.as_array().unwrap().len() - audit_before.as_array().unwrap().len();
+    assert_eq!(added, 1, "only the second read was audited in between: {audit_after}");
+    s.stop().await;
+}
