@@ -1233,7 +1233,13 @@ async fn audit_list(State(state): State<AppState>, caller: Caller, Query(q): Que
         before_seq: q.before_seq,
         limit,
     };
-    let events = engine(&state, &caller).query_audit(query).await?;
+    let mut events = engine(&state, &caller).query_audit(query).await?;
+    if caller.require(Role::Admin).is_err() {
+        // A script's kept stdout (`script_log`) is for admins only.
+        for details in events.iter_mut().filter_map(|e| e.details.as_object_mut()) {
+            details.remove("stdout");
+        }
+    }
     let next = (events.len() == limit)
         .then(|| events.last().map(|e| e.seq))
         .flatten()

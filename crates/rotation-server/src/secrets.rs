@@ -114,6 +114,9 @@ fn admin_settings_changed(body: &PutSecretBody, stored: Option<&SecretConfig>) -
     if changes(&body.role, &stored.role) {
         changed.push("role");
     }
+    if body.script_log.is_some_and(|keep| keep != stored.script_log) {
+        changed.push("script_log");
+    }
     if body
         .verify
         .as_deref()
@@ -321,6 +324,8 @@ pub(crate) struct PutSecretBody {
     role: Option<String>,
     /// Executable on the server run for each rotation step, with the values on stdin. Setting or changing it needs admin: it runs a program on the server's host.
     script: Option<String>,
+    /// Keep the script's stdout (redacted) in the history, shown to admins only (default: only its exit status and stderr tail). Setting or changing it needs admin.
+    script_log: Option<bool>,
     /// Verification tests (`login`, `certificate`, `script`, `nonempty`, `http:URL`), replacing the stored ones. Adding, changing or removing an `http:URL` test needs admin: the verifier sends each new value to the URL.
     verify: Option<Vec<String>>,
     /// Certificate: path of the secret holding the issuing CA; self-signed without. Setting or changing it needs admin: that CA's private key signs the certificates.
@@ -340,6 +345,7 @@ impl PutSecretBody {
         self.admin_secret.is_some()
             || self.role.is_some()
             || self.script.is_some()
+            || self.script_log.is_some()
             || self.verify.is_some()
             || self.ca.is_some()
             || self.ca_secret.is_some()
@@ -365,6 +371,9 @@ impl PutSecretBody {
         }
         if let Some(ca) = self.ca {
             c.ca = ca;
+        }
+        if let Some(keep) = self.script_log {
+            c.script_log = keep;
         }
         c.validity_days = self.validity_days.or(c.validity_days);
         c.renew_before_days = self.renew_before_days.or(c.renew_before_days);
@@ -526,8 +535,9 @@ pub(crate) struct HistoryQuery {
 
 #[utoipa::path(get, path = "/v1/secrets/{path}:history", tag = "secrets",
     params(("path" = String, Path, description = "Secret path (`/` as is or `%2F`)"), HistoryQuery),
-    responses((status = 200, description = "Rotations, newest first, with their status and steps (outputs redacted)", body = Vec<crate::openapi::JsonObject>)))]
-/// A secret's rotation history.
+    responses((status = 200, description = "Rotations, newest first, with their status and steps (outputs redacted; a script's kept `stdout` for admins only)", body = Vec<crate::openapi::JsonObject>)))]
+/// A secret's rotation history; a script's kept stdout (`script_log`) is
+/// shown to admins only.
 pub(crate) async fn secret_history(
     State(state): State<AppState>,
     caller: Caller,
@@ -539,7 +549,13 @@ pub(crate) async fn secret_history(
     if limit == 0 || limit > LIST_LIMIT {
         return Err(Error::invalid_input(format!("limit must be 1 to {LIST_LIMIT}")).into());
     }
-    Ok(Json(engine(&state, &caller).secret_history(&path, limit).await?).into_response())
+    let mut history = engine(&state, &caller).secret_history(&path, limit).await?;
+    if caller.require(Role::Admin).is_err() {
+        for step in history.iter_mut().flat_map(|entry| entry.steps.iter_mut()) {
+            step.stdout = None;
+        }
+    }
+    Ok(Json(history).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/secrets/{path}:status", tag = "secrets",

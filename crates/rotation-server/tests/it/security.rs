@@ -634,3 +634,57 @@ async fn reserved_keyrings_are_refused_by_every_keyring_route() {
     assert_eq!(added, 1, "only the second read was audited in between: {audit_after}");
     s.stop().await;
 }
+
+/// A script's stdout is not kept unless `script_log` (an admin's setting)
+/// asks for it, and then only admins see it, in history and audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_stdout_is_kept_only_on_request_and_shown_to_admins_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("step.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"stdout of step $1\"\necho \"stderr of step $1\" >&2\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let script = script.to_str().unwrap();
+    let put = s
+        .put("/v1/secrets/app/scripted", &s.admin, json!({"value": "v1-aaaa", "script": script}))
+        .await;
+    assert_eq!(put.0, StatusCode::CREATED, "{}", put.1);
+    // An operator may not turn it on.
+    let refused = s
+        .put("/v1/secrets/app/scripted", &s.operator, json!({"script_log": true}))
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "forbidden");
+    assert!(refused.1["message"].as_str().unwrap().contains("script_log"), "{}", refused.1);
+
+    let rotated = s.post("/v1/secrets/app/scripted:rotate", &s.operator, json!({})).await;
+    assert_eq!(rotated.0, StatusCode::OK, "{}", rotated.1);
+    let (_, history) = s.get("/v1/secrets/app/scripted:history", &s.admin).await;
+    let text = history.to_string();
+    assert!(text.contains("stderr of step"), "the stderr tail is kept: {text}");
+    assert!(!text.contains("stdout of step"), "no stdout by default: {text}");
+
+    let on = s
+        .put("/v1/secrets/app/scripted", &s.admin, json!({"script_log": true}))
+        .await;
+    assert_eq!(on.0, StatusCode::OK, "{}", on.1);
+    let rotated = s.post("/v1/secrets/app/scripted:rotate", &s.operator, json!({})).await;
+    assert_eq!(rotated.0, StatusCode::OK, "{}", rotated.1);
+    let (_, admin_history) = s.get("/v1/secrets/app/scripted:history", &s.admin).await;
+    assert!(admin_history.to_string().contains("stdout of step"), "{admin_history}");
+    let (_, admin_audit) = s
+        .get("/v1/audit?event=secret_step&target=secret:app/scripted", &s.admin)
+        .await;
+    assert!(admin_audit.to_string().contains("stdout of step"), "{admin_audit}");
+    for token in [&s.viewer, &s.operator] {
+        let (_, history) = s.get("/v1/secrets/app/scripted:history", token).await;
+        assert!(!history.to_string().contains("stdout of step"), "{history}");
+        assert!(history.to_string().contains("stderr of step"), "{history}");
+        let (_, audit) = s
+            .get("/v1/audit?event=secret_step&target=secret:app/scripted", token)
+            .await;
+        assert!(!audit.as_array().unwrap().is_empty());
+        assert!(!audit.to_string().contains("stdout of step"), "{audit}");
+    }
+    s.stop().await;
+}
