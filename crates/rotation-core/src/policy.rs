@@ -893,6 +893,19 @@ mod spec_tests {
         assert!(e.message.contains("`trigger`"), "{}", e.message);
     }
 
+    #[test]
+    fn policy_names_refuse_invisible_characters() {
+        for bad in ["month\u{202e}ly", "month\u{200b}ly", "\u{feff}monthly"] {
+            let e = spec().into_policy(bad, Timestamp::default()).and_then(|p| p.validate());
+            assert!(e.is_err(), "{bad:?} accepted");
+        }
+        spec()
+            .into_policy("monthly", Timestamp::default())
+            .unwrap()
+            .validate()
+            .unwrap();
+    }
+
     fn spec() -> PolicySpec {
         PolicySpec {
             interval_days: Some(30),
