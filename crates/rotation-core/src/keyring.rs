@@ -4,8 +4,34 @@
 use serde::{Deserialize, Serialize};
 
 use crate::authority::CustodyRef;
+use crate::error::{Error, Result};
 use crate::ids::{KeyringName, RotationId, ValueId};
 use crate::time::Timestamp;
+
+/// Prefix of keyring names reserved for the store itself: the secret
+/// backend keeps secret versions in `rotation.secrets`
+/// ([`crate::engine::SECRETS_KEYRING`]).
+pub const RESERVED_KEYRING_PREFIX: &str = "rotation.";
+
+/// Whether `name` is reserved for the store itself (starts with
+/// [`RESERVED_KEYRING_PREFIX`]).
+pub fn is_reserved_keyring(name: &KeyringName) -> bool {
+    name.as_str().starts_with(RESERVED_KEYRING_PREFIX)
+}
+
+/// Checks that a keyring named by a user (CLI argument, API path or body)
+/// is not one of the reserved `rotation.*` keyrings: only the secret
+/// backend reads and writes those, so every user-facing keyring and value
+/// operation calls this first (`invalid_input`). The engine itself does
+/// not, so the secret backend keeps working.
+pub fn check_user_keyring(name: &KeyringName) -> Result<()> {
+    if is_reserved_keyring(name) {
+        return Err(Error::invalid_input(format!(
+            "the keyring name {name} is reserved for the secret backend (names starting with {RESERVED_KEYRING_PREFIX:?}); use `rotation secret` commands for secrets"
+        )));
+    }
+    Ok(())
+}
 
 /// Encryptions under one data key before it must rotate: with random
 /// 96-bit nonces, NIST SP 800-38D bounds a key to 2^32 invocations.
@@ -131,4 +157,25 @@ pub struct Reseal {
     pub from_version: u32,
     /// New sealed bytes.
     pub sealed: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reason;
+
+    #[test]
+    fn reserved_keyrings_are_refused() {
+        let secrets = KeyringName::parse(crate::engine::SECRETS_KEYRING).unwrap();
+        let e = check_user_keyring(&secrets).unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidInput);
+        assert!(e.message.contains("reserved for the secret backend"), "{}", e.message);
+        assert!(check_user_keyring(&KeyringName::parse("rotation.other").unwrap()).is_err());
+        for ok in ["payments", "rotation", "rotation-x", "rotations.x", "Rotation.secrets"] {
+            assert!(
+                check_user_keyring(&KeyringName::parse(ok).unwrap()).is_ok(),
+                "{ok} refused"
+            );
+        }
+    }
 }
