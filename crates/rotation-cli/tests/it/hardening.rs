@@ -238,7 +238,7 @@ fn restore_creates_a_private_directory_and_says_which_master_key_it_needs() {
         backup.to_str().unwrap(),
     ]);
     assert!(text.contains(key_file), "{text}");
-    assert_eq!(mode(&target.db_path().parent().unwrap().to_path_buf()), 0o700);
+    assert_eq!(mode(target.db_path().parent().unwrap()), 0o700);
 }
 
 /// The stored KEK record.
