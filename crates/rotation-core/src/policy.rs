@@ -207,11 +207,22 @@ impl Procedure {
         if self.require_verification && self.verification_tests.iter().any(String::is_empty) {
             return Err(invalid_field("verification_tests", "a test name is empty"));
         }
+        if self
+            .verification_tests
+            .iter()
+            .any(|t| t.chars().any(crate::ids::is_invisible))
+        {
+            return Err(invalid_field(
+                "verification_tests",
+                "a test name contains an invisible or control character",
+            ));
+        }
         for r in &self.notify {
-            let ok = r == "log"
-                || r.strip_prefix("mailto:")
-                    .is_some_and(|a| a.contains('@') && !a.contains(char::is_whitespace))
-                || ((r.starts_with("https://") || r.starts_with("http://")) && !r.contains(char::is_whitespace));
+            let ok = !r.chars().any(crate::ids::is_invisible)
+                && (r == "log"
+                    || r.strip_prefix("mailto:")
+                        .is_some_and(|a| a.contains('@') && !a.contains(char::is_whitespace))
+                    || ((r.starts_with("https://") || r.starts_with("http://")) && !r.contains(char::is_whitespace)));
             if !ok {
                 return Err(invalid_field(
                     "notify",
@@ -904,6 +915,19 @@ mod spec_tests {
             .unwrap()
             .validate()
             .unwrap();
+        for notify in ["mailto:ops@exam\u{202e}moc.elpmaxe", "https://hooks.example/\u{200b}x"] {
+            let spec = PolicySpec {
+                notify: vec![notify.into()],
+                ..spec()
+            };
+            let e = spec.into_policy("p", Timestamp::default()).and_then(|p| p.validate());
+            assert!(e.is_err(), "{notify:?} accepted");
+        }
+        let spec = PolicySpec {
+            notify: vec!["mailto:ops@example.com".into()],
+            ..spec()
+        };
+        spec.into_policy("p", Timestamp::default()).unwrap().validate().unwrap();
     }
 
     fn spec() -> PolicySpec {
