@@ -132,6 +132,17 @@ pub fn kdf_cost_from_env() -> Result<Argon2Cost> {
     }
 }
 
+/// A notice for stderr when `cost` (from [`kdf_cost_from_env`]) is not the
+/// default, so an override never goes unnoticed where a password is used.
+pub fn kdf_cost_notice(secret: &MasterSecret, cost: Argon2Cost) -> Option<String> {
+    (matches!(secret, MasterSecret::Password(_)) && cost != Argon2Cost::DEFAULT).then(|| {
+        format!(
+            "note: {KDF_PARAMS_ENV} sets the master password's Argon2id costs to {cost} (default {})",
+            Argon2Cost::DEFAULT
+        )
+    })
+}
+
 /// The master secret: the password from `ROTATION_MASTER_PASSWORD` when the
 /// store's KEK parameters (`params`) say password (or, without parameters,
 /// when the variable is set), the key file at `key_file` otherwise.

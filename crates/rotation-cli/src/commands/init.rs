@@ -70,6 +70,9 @@ pub(crate) async fn initialise(ctx: &Context) -> Result<InitReport> {
         MasterSecret::Password(_) => format!("password ({PASSWORD_ENV})"),
         MasterSecret::KeyFile(_) => "key file".to_owned(),
     };
+    if let Some(notice) = rotation_app::kdf_cost_notice(&secret, cost) {
+        eprintln!("{notice}");
+    }
     let (_kek, params) = Kek::create_generation(&secret, 1, cost)?;
     let params_json = serde_json::to_vec(&params).map_err(|e| Error::invalid_input(e.to_string()))?;
     let mut tx = store.begin().await?;

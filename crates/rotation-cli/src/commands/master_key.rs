@@ -80,6 +80,9 @@ pub(crate) async fn run(ctx: &Context, command: MasterKeyCommand) -> Result<()> 
             } else {
                 eprintln!("hint: take a backup first (`--backup FILE`); a lost new secret makes the store unreadable");
             }
+            if let Some(notice) = rotation_app::kdf_cost_notice(&new, cost) {
+                eprintln!("{notice}");
+            }
             let custody = master_key::begin_rotation(store.as_ref(), &old, &new, cost).await?;
             let engine = ctx.engine_with(store.clone(), std::sync::Arc::new(custody));
             let report = engine.rewrap_all_keys().await?;

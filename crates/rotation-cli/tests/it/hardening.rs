@@ -270,6 +270,7 @@ fn kdf_costs_default_high_old_stores_open_and_rotation_upgrades_them() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("ROTATION_KDF_PARAMS"));
     assert_eq!(kek_record(&fresh)["argon2"], strong);
     fresh.ok(&["authority", "create", "org-acme"]);
     assert_eq!(fresh.json(&["master-key", "status"])["argon2"], strong);
@@ -294,7 +295,13 @@ fn kdf_costs_default_high_old_stores_open_and_rotation_upgrades_them() {
     // old costs, or none at all; it still opens.
     let mut old = Env::new();
     old.password = Some("old store".into());
-    old.ok(&["init"]);
+    let out = old.run(&["init"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ROTATION_KDF_PARAMS sets the master password's Argon2id costs to m=19456,t=2,p=1"),
+        "an override is never silent: {stderr}"
+    );
     assert_eq!(kek_record(&old)["argon2"], legacy);
     let mut record = kek_record(&old);
     record.as_object_mut().unwrap().remove("argon2");
