@@ -148,6 +148,23 @@ impl ValueId {
         Ok(ValueId(value))
     }
 
+    /// Accepts a value id read back from a store or a backup under the
+    /// rules it was written with: 1 to 512 bytes without control
+    /// characters. Format characters were allowed before [`ValueId::parse`]
+    /// refused them, so values stored under such ids stay readable,
+    /// exportable and migratable. Input from users goes through
+    /// [`ValueId::parse`]; this is also what deserialisation uses.
+    pub fn from_stored(value: impl Into<String>) -> Result<Self> {
+        let value = value.into();
+        if value.is_empty() || value.len() > 512 || value.chars().any(char::is_control) {
+            return Err(Error::invalid_input(format!(
+                "invalid stored value id {:?}: 1 to 512 bytes without control characters expected",
+                value.chars().take(64).collect::<String>()
+            )));
+        }
+        Ok(ValueId(value))
+    }
+
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -162,8 +179,9 @@ impl fmt::Display for ValueId {
 
 impl TryFrom<String> for ValueId {
     type Error = Error;
+    /// [`ValueId::from_stored`]: deserialisation reads stores and backups.
     fn try_from(s: String) -> Result<Self> {
-        Self::parse(s)
+        Self::from_stored(s)
     }
 }
 
@@ -317,6 +335,22 @@ mod tests {
         }
         let e = ValueId::parse("a\u{202e}b").unwrap_err();
         assert!(e.message.contains("U+202E"), "{}", e.message);
+    }
+
+    #[test]
+    fn value_ids_stored_before_the_check_stay_readable() {
+        let old = "a\u{200b}b";
+        assert!(ValueId::parse(old).is_err());
+        assert_eq!(ValueId::from_stored(old).unwrap().as_str(), old);
+        let read: ValueId = serde_json::from_str("\"a\\u200bb\"").unwrap();
+        assert_eq!(read.as_str(), old);
+        for bad in ["", "a\nb"] {
+            assert!(ValueId::from_stored(bad).is_err(), "{bad:?}");
+            assert!(
+                serde_json::from_value::<ValueId>(serde_json::json!(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
