@@ -126,5 +126,12 @@ pub(crate) async fn from_command(command: &str, extra_env: &[String]) -> Result<
         .map_err(|_| failed("its output is not {\"key\": \"...\", \"version\": \"...\"}".into()))?;
     let key = Zeroizing::new(provided.key);
     let key = decode_key(&key).map_err(|e| failed(e.message))?;
-    Ok((key, provided.version.unwrap_or_else(|| "unlabelled".into())))
+    let label = provided.version.unwrap_or_else(|| "unlabelled".into());
+    // The label goes into the key history and the audit log.
+    if label.is_empty() || label.len() > 128 || label.chars().any(rotation_core::ids::is_invisible) {
+        return Err(failed(
+            "its version label must be 1 to 128 bytes without control or invisible characters".into(),
+        ));
+    }
+    Ok((key, label))
 }
