@@ -154,8 +154,8 @@ printf '{{"key": "%s", "version": "kms-7"}}' "$key""#
     }
     assert_eq!(env.json(&["keyring", "info", "payments"])["current_version"], 2);
     // A version label with a bidi override is refused too.
-    let bidi = format!(r#"printf '{{"key": "%064d", "version": "kms\u202e7"}}' 0"#);
-    let (reason, stderr) = env.fails(&["keyring", "rotate", "payments", "--key-provider-command", &bidi]);
+    let bidi = r#"printf '{"key": "%064d", "version": "kms\u202e7"}' 0"#;
+    let (reason, stderr) = env.fails(&["keyring", "rotate", "payments", "--key-provider-command", bidi]);
     assert_eq!(reason, "rotation_failed", "{stderr}");
     assert!(stderr.contains("version label"), "{stderr}");
     assert_eq!(env.json(&["keyring", "info", "payments"])["current_version"], 2);
