@@ -66,7 +66,7 @@ pub struct Argon2Cost {
 impl Argon2Cost {
     /// The costs of new stores and of `master-key rotate`: 256 MiB, 3
     /// passes, 1 lane. The KEK is derived once per process, so the cost is
-    /// paid once per command (about half a second), and an offline guess at
+    /// paid once per command (about a second on a small machine), and an offline guess at
     /// a stolen store's password costs as much.
     pub const DEFAULT: Argon2Cost = Argon2Cost {
         m_kib: 256 * 1024,
