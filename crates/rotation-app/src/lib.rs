@@ -12,6 +12,7 @@ mod vault;
 
 pub use notify::notifier_from_env;
 pub use resolver::{AppResolver, KNOWN_TESTS};
+pub use rotation_targets::BASE_ENV as CHILD_BASE_ENV;
 pub use vault::{VaultClient, VaultSettings};
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use rotation_core::ports::{DataKey, KeyCustody, NewSigningKey, StateStore, WrapC
 use rotation_core::time::{Clock, FixedClock, SystemClock};
 use rotation_core::{Engine, EngineConfig, Error, Reason, Result};
 use rotation_crypto::master_key;
-use rotation_crypto::{KekParams, MasterSecret, RingCrypto};
+use rotation_crypto::{Argon2Cost, KekParams, MasterSecret, RingCrypto};
 use rotation_store_pg::PgStore;
 use rotation_store_sqlite::SqliteStore;
 use secrecy::{SecretBox, SecretString};
@@ -35,6 +36,10 @@ pub use rotation_crypto::master_key::KEK_META;
 pub const PASSWORD_ENV: &str = "ROTATION_MASTER_PASSWORD";
 /// Environment variable overriding the current time (RFC 3339).
 pub const NOW_ENV: &str = "ROTATION_NOW";
+/// Environment variable overriding the Argon2id costs of new master
+/// passwords (`init`, `master-key rotate`), e.g. `m=19456,t=2,p=1`; see
+/// [`kdf_cost_from_env`].
+pub const KDF_PARAMS_ENV: &str = "ROTATION_KDF_PARAMS";
 
 /// Whether `url` names a PostgreSQL store (`postgres://` or `postgresql://`).
 pub fn is_postgres_url(url: &str) -> bool {
@@ -108,6 +113,33 @@ pub fn clock_from_env() -> Result<Arc<dyn Clock>> {
             Arc::new(FixedClock(at.with_timezone(&chrono::Utc)))
         }
         _ => Arc::new(SystemClock),
+    })
+}
+
+/// The Argon2id costs for a KEK created now (`init`, `master-key rotate`):
+/// [`Argon2Cost::DEFAULT`] (256 MiB, 3 passes, 1 lane), or
+/// `ROTATION_KDF_PARAMS` (`m=<KiB>,t=<passes>,p=<lanes>`) when set, which
+/// may not go below the costs stores had before ([`Argon2Cost::LEGACY`],
+/// 19 MiB and 2 passes). It exists for machines short of memory and for
+/// test suites that create many stores; existing stores always open with
+/// the costs they recorded, whatever it says.
+pub fn kdf_cost_from_env() -> Result<Argon2Cost> {
+    match std::env::var(KDF_PARAMS_ENV) {
+        Ok(value) if !value.trim().is_empty() => value
+            .parse()
+            .map_err(|e: Error| Error::invalid_input(format!("{KDF_PARAMS_ENV}: {}", e.message))),
+        _ => Ok(Argon2Cost::DEFAULT),
+    }
+}
+
+/// A notice for stderr when `cost` (from [`kdf_cost_from_env`]) is not the
+/// default, so an override never goes unnoticed where a password is used.
+pub fn kdf_cost_notice(secret: &MasterSecret, cost: Argon2Cost) -> Option<String> {
+    (matches!(secret, MasterSecret::Password(_)) && cost != Argon2Cost::DEFAULT).then(|| {
+        format!(
+            "note: {KDF_PARAMS_ENV} sets the master password's Argon2id costs to {cost} (default {})",
+            Argon2Cost::DEFAULT
+        )
     })
 }
 

@@ -434,8 +434,14 @@ pub(crate) enum KeyringCommand {
         new_version: Option<u32>,
         /// Take the new key from this command: it must print
         /// `{"key": "<32 bytes as hex or base64>", "version": "<label>"}` and exit 0.
+        /// It runs with only PATH, HOME, USER, LOGNAME, LANG, LC_ALL, TZ and
+        /// TMPDIR from this environment (plus --key-provider-env).
         #[arg(long)]
         key_provider_command: Option<String>,
+        /// Also pass this environment variable to the key provider command
+        /// (repeatable), e.g. a KMS CLI's credentials; ROTATION_* variables never pass.
+        #[arg(long = "key-provider-env", value_name = "NAME", requires = "key_provider_command")]
+        key_provider_env: Vec<String>,
     },
     /// Import 32 raw key bytes (hex or base64 in a file) as a new current version.
     ImportKey {
@@ -743,6 +749,37 @@ impl PolicyArgs {
             migrate: self.migrate,
             retire_old: self.retire_old,
             auto_revoke: self.auto_revoke,
+        }
+    }
+}
+
+impl KeyringCommand {
+    /// The keyring the command acts on (`None` for `list`).
+    pub(crate) fn keyring_name(&self) -> Option<&str> {
+        match self {
+            KeyringCommand::List => None,
+            KeyringCommand::Create { name }
+            | KeyringCommand::Info { name }
+            | KeyringCommand::Rotate { name, .. }
+            | KeyringCommand::ImportKey { name, .. }
+            | KeyringCommand::Report { name }
+            | KeyringCommand::HealthCheck { name }
+            | KeyringCommand::Retire { name, .. }
+            | KeyringCommand::History { name, .. } => Some(name),
+            KeyringCommand::Migrate(args) | KeyringCommand::FullRotation(args) => Some(&args.name),
+        }
+    }
+}
+
+impl ValueCommand {
+    /// The keyring the command acts on.
+    pub(crate) fn keyring_name(&self) -> &str {
+        match self {
+            ValueCommand::Encrypt { keyring, .. }
+            | ValueCommand::Decrypt { keyring, .. }
+            | ValueCommand::List { keyring, .. }
+            | ValueCommand::Import { keyring, .. }
+            | ValueCommand::Export { keyring, .. } => keyring,
         }
     }
 }

@@ -229,11 +229,12 @@ fn verify_record(
 /// Checks the inputs of a chain issue request.
 pub fn check_issue_request(capabilities: &[String], delegate_to: Option<&AgentId>) -> Result<()> {
     for c in capabilities {
-        if c.is_empty() || c.len() > 256 || c.chars().any(char::is_control) {
+        if c.is_empty() || c.len() > 256 {
             return Err(Error::invalid_input(format!(
                 "invalid capability {c:?}: use 1 to 256 printable characters"
             )));
         }
+        crate::ids::check_visible("capability", c)?;
     }
     if delegate_to.is_some() && capabilities.is_empty() {
         return Err(Error::invalid_input(
@@ -241,4 +242,18 @@ pub fn check_issue_request(capabilities: &[String], delegate_to: Option<&AgentId
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_reject_control_and_invisible_characters() {
+        assert!(check_issue_request(&["read:x".into(), "écrire:ü".into()], None).is_ok());
+        for bad in ["read\u{202e}x", "read\u{200b}", "a\nb", ""] {
+            let e = check_issue_request(&[bad.to_owned()], None).unwrap_err();
+            assert_eq!(e.reason, crate::Reason::InvalidInput, "{bad:?}");
+        }
+    }
 }

@@ -4,8 +4,32 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::error::{Error, Result};
+
+/// Whether `c` is a control character or a Unicode format character
+/// (general category Cf: bidi overrides such as U+202E, zero-width
+/// characters such as U+200B, the BOM, ...). Such characters are invisible
+/// or reorder the text around them, so two different ids could look the
+/// same; no id, path or name accepts them.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control() || c.general_category() == GeneralCategory::Format
+}
+
+/// Checks that free text used as an id or a name (`what`, e.g. `value id`)
+/// holds no control or format character (see [`is_invisible`]). Lengths
+/// and other rules are the caller's. The error names the offending code
+/// point, never the text.
+pub fn check_visible(what: &str, value: &str) -> Result<()> {
+    match value.chars().find(|c| is_invisible(*c)) {
+        None => Ok(()),
+        Some(c) => Err(Error::invalid_input(format!(
+            "invalid {what}: it contains the invisible or control character U+{:04X}; use visible characters only",
+            u32::from(c)
+        ))),
+    }
+}
 
 /// Checks the shared id syntax: 1..=128 chars of `[A-Za-z0-9._:-]`, starting
 /// with an alphanumeric character.
@@ -104,7 +128,8 @@ impl KeyId {
 }
 
 /// The id of a stored value within its keyring: 1 to 512 bytes of UTF-8
-/// without control characters (paths like `db/prod/password` are fine).
+/// without control or format characters (see [`is_invisible`]; paths like
+/// `db/prod/password` are fine).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ValueId(String);
@@ -113,9 +138,27 @@ impl ValueId {
     /// Parse and validate a value id.
     pub fn parse(value: impl Into<String>) -> Result<Self> {
         let value = value.into();
+        if value.is_empty() || value.len() > 512 {
+            return Err(Error::invalid_input(format!(
+                "invalid value id {:?}: use 1 to 512 bytes without control or invisible characters",
+                value.chars().take(64).collect::<String>()
+            )));
+        }
+        check_visible("value id", &value)?;
+        Ok(ValueId(value))
+    }
+
+    /// Accepts a value id read back from a store or a backup under the
+    /// rules it was written with: 1 to 512 bytes without control
+    /// characters. Format characters were allowed before [`ValueId::parse`]
+    /// refused them, so values stored under such ids stay readable,
+    /// exportable and migratable. Input from users goes through
+    /// [`ValueId::parse`]; this is also what deserialisation uses.
+    pub fn from_stored(value: impl Into<String>) -> Result<Self> {
+        let value = value.into();
         if value.is_empty() || value.len() > 512 || value.chars().any(char::is_control) {
             return Err(Error::invalid_input(format!(
-                "invalid value id {:?}: use 1 to 512 bytes without control characters",
+                "invalid stored value id {:?}: 1 to 512 bytes without control characters expected",
                 value.chars().take(64).collect::<String>()
             )));
         }
@@ -136,8 +179,9 @@ impl fmt::Display for ValueId {
 
 impl TryFrom<String> for ValueId {
     type Error = Error;
+    /// [`ValueId::from_stored`]: deserialisation reads stores and backups.
     fn try_from(s: String) -> Result<Self> {
-        Self::parse(s)
+        Self::from_stored(s)
     }
 }
 
@@ -228,7 +272,10 @@ impl FromStr for Target {
         match kind {
             "authority" => Ok(Target::Authority(AuthorityId::parse(rest)?)),
             "keyring" => Ok(Target::Keyring(KeyringName::parse(rest)?)),
-            "secret" if !rest.is_empty() => Ok(Target::Secret(rest.to_owned())),
+            "secret" => {
+                crate::secret::check_path(rest)?;
+                Ok(Target::Secret(rest.to_owned()))
+            }
             _ => Err(Error::invalid_input(format!(
                 "invalid target {s:?}: expected authority:<id>, keyring:<name> or secret:<path>"
             ))),
@@ -258,6 +305,65 @@ mod tests {
         assert!(AuthorityId::parse("org-acme").is_ok());
         for bad in ["", "-x", "a b", "a/b", &"x".repeat(129)] {
             assert!(AuthorityId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names_reject_invisible_characters() {
+        for bad in ["a\u{202e}b", "a\u{200b}b", "\u{feff}a", "a\u{2066}"] {
+            assert!(AuthorityId::parse(bad).is_err(), "{bad:?} accepted");
+            assert!(AgentId::parse(bad).is_err(), "{bad:?} accepted");
+            assert!(KeyId::parse(bad).is_err(), "{bad:?} accepted");
+            assert!(KeyringName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn value_ids_reject_format_and_control_characters() {
+        assert!(ValueId::parse("db/prod/pässwort").is_ok());
+        for bad in [
+            "a\u{202e}b",
+            "a\u{200b}b",
+            "\u{feff}a",
+            "a\u{2066}b",
+            "a\u{ad}b",
+            "a\nb",
+            "a\u{7f}",
+        ] {
+            let e = ValueId::parse(bad).unwrap_err();
+            assert_eq!(e.reason, crate::Reason::InvalidInput, "{bad:?}");
+        }
+        let e = ValueId::parse("a\u{202e}b").unwrap_err();
+        assert!(e.message.contains("U+202E"), "{}", e.message);
+    }
+
+    #[test]
+    fn value_ids_stored_before_the_check_stay_readable() {
+        let old = "a\u{200b}b";
+        assert!(ValueId::parse(old).is_err());
+        assert_eq!(ValueId::from_stored(old).unwrap().as_str(), old);
+        let read: ValueId = serde_json::from_str("\"a\\u200bb\"").unwrap();
+        assert_eq!(read.as_str(), old);
+        for bad in ["", "a\nb"] {
+            assert!(ValueId::from_stored(bad).is_err(), "{bad:?}");
+            assert!(
+                serde_json::from_value::<ValueId>(serde_json::json!(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn check_visible_accepts_plain_unicode() {
+        assert!(check_visible("name", "Zürich 東京 — ops").is_ok());
+        assert!(check_visible("name", "a\u{200d}b").is_err());
+    }
+
+    #[test]
+    fn secret_targets_are_checked_paths() {
+        assert!("secret:db/prod".parse::<Target>().is_ok());
+        for bad in ["secret:", "secret:a\u{202e}b", "secret:a//b", "secret:../x"] {
+            assert!(bad.parse::<Target>().is_err(), "{bad:?} accepted");
         }
     }
 

@@ -207,11 +207,22 @@ impl Procedure {
         if self.require_verification && self.verification_tests.iter().any(String::is_empty) {
             return Err(invalid_field("verification_tests", "a test name is empty"));
         }
+        if self
+            .verification_tests
+            .iter()
+            .any(|t| t.chars().any(crate::ids::is_invisible))
+        {
+            return Err(invalid_field(
+                "verification_tests",
+                "a test name contains an invisible or control character",
+            ));
+        }
         for r in &self.notify {
-            let ok = r == "log"
-                || r.strip_prefix("mailto:")
-                    .is_some_and(|a| a.contains('@') && !a.contains(char::is_whitespace))
-                || ((r.starts_with("https://") || r.starts_with("http://")) && !r.contains(char::is_whitespace));
+            let ok = !r.chars().any(crate::ids::is_invisible)
+                && (r == "log"
+                    || r.strip_prefix("mailto:")
+                        .is_some_and(|a| a.contains('@') && !a.contains(char::is_whitespace))
+                    || ((r.starts_with("https://") || r.starts_with("http://")) && !r.contains(char::is_whitespace)));
             if !ok {
                 return Err(invalid_field(
                     "notify",
@@ -891,6 +902,32 @@ mod spec_tests {
         };
         let e = contradictory.validate().unwrap_err();
         assert!(e.message.contains("`trigger`"), "{}", e.message);
+    }
+
+    #[test]
+    fn policy_names_refuse_invisible_characters() {
+        for bad in ["month\u{202e}ly", "month\u{200b}ly", "\u{feff}monthly"] {
+            let e = spec().into_policy(bad, Timestamp::default()).and_then(|p| p.validate());
+            assert!(e.is_err(), "{bad:?} accepted");
+        }
+        spec()
+            .into_policy("monthly", Timestamp::default())
+            .unwrap()
+            .validate()
+            .unwrap();
+        for notify in ["mailto:ops@exam\u{202e}moc.elpmaxe", "https://hooks.example/\u{200b}x"] {
+            let spec = PolicySpec {
+                notify: vec![notify.into()],
+                ..spec()
+            };
+            let e = spec.into_policy("p", Timestamp::default()).and_then(|p| p.validate());
+            assert!(e.is_err(), "{notify:?} accepted");
+        }
+        let spec = PolicySpec {
+            notify: vec!["mailto:ops@example.com".into()],
+            ..spec()
+        };
+        spec.into_policy("p", Timestamp::default()).unwrap().validate().unwrap();
     }
 
     fn spec() -> PolicySpec {

@@ -776,7 +776,17 @@ mod tests {
         for ok in ["db/prod/app", "api-key", "a.b_c/d"] {
             check_path(ok).unwrap();
         }
-        for bad in ["", "/abs", "a//b", "a/../b", "trailing/", "sp ace", "x\n"] {
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/../b",
+            "trailing/",
+            "sp ace",
+            "x\n",
+            "a\u{202e}b",
+            "db/\u{200b}prod",
+        ] {
             assert!(check_path(bad).is_err(), "{bad:?}");
         }
     }

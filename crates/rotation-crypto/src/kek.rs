@@ -1,7 +1,9 @@
 //! The key-encryption key (KEK): derived from the master secret and a
 //! random per-store salt; the master secret itself is never stored.
 //!
-//! - A master **password** goes through Argon2id (memory-hard, ~20 ms).
+//! - A master **password** goes through Argon2id (memory-hard; new stores
+//!   use [`Argon2Cost::DEFAULT`], 256 MiB and 3 passes, as the KEK is
+//!   derived once per process; older stores keep the costs they recorded).
 //! - A random **key file** is already high-entropy, so it goes through
 //!   HKDF-SHA256 instead (a slow KDF adds nothing there).
 //!
@@ -61,14 +63,97 @@ pub struct Argon2Cost {
     pub p: u32,
 }
 
+impl Argon2Cost {
+    /// The costs of new stores and of `master-key rotate`: 256 MiB, 3
+    /// passes, 1 lane. The KEK is derived once per process, so the cost is
+    /// paid once per command (about a second on a small machine), and an offline guess at
+    /// a stolen store's password costs as much.
+    pub const DEFAULT: Argon2Cost = Argon2Cost {
+        m_kib: 256 * 1024,
+        t: 3,
+        p: 1,
+    };
+
+    /// The costs every store used before they were raised (OWASP's minimum
+    /// for Argon2id: 19 MiB, 2 passes, 1 lane). A stored record without
+    /// costs means these, and no store is created with less.
+    pub const LEGACY: Argon2Cost = Argon2Cost {
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
+
+    /// The most a stored record may ask for (4 GiB, 64 passes, 64 lanes): a
+    /// tampered record must not make derivation take the machine down.
+    pub const MAX: Argon2Cost = Argon2Cost {
+        m_kib: 4 * 1024 * 1024,
+        t: 64,
+        p: 64,
+    };
+
+    fn legacy() -> Self {
+        Self::LEGACY
+    }
+
+    fn within(self, low: Argon2Cost, high: Argon2Cost) -> bool {
+        (low.m_kib..=high.m_kib).contains(&self.m_kib)
+            && (low.t..=high.t).contains(&self.t)
+            && (low.p..=high.p).contains(&self.p)
+    }
+}
+
 impl Default for Argon2Cost {
-    /// OWASP's recommended Argon2id setting (19 MiB, 2 iterations, 1 lane).
+    /// [`Argon2Cost::DEFAULT`].
     fn default() -> Self {
-        Argon2Cost {
-            m_kib: 19 * 1024,
-            t: 2,
-            p: 1,
+        Self::DEFAULT
+    }
+}
+
+impl fmt::Display for Argon2Cost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m={},t={},p={}", self.m_kib, self.t, self.p)
+    }
+}
+
+impl std::str::FromStr for Argon2Cost {
+    type Err = Error;
+
+    /// Parses `m=<KiB>,t=<passes>,p=<lanes>` (any order, all three), e.g.
+    /// `m=19456,t=2,p=1`. Costs below [`Argon2Cost::LEGACY`] or above
+    /// [`Argon2Cost::MAX`] are `invalid_input`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::invalid_input(format!(
+                "invalid Argon2 costs {s:?}: {why}; expected m=<KiB>,t=<passes>,p=<lanes>, e.g. {}",
+                Argon2Cost::LEGACY
+            ))
+        };
+        let (mut m, mut t, mut p) = (None, None, None);
+        for part in s.split(',') {
+            let (key, value) = part.trim().split_once('=').ok_or_else(|| bad("missing '='"))?;
+            let value: u32 = value.trim().parse().map_err(|_| bad("a cost is not a number"))?;
+            let slot = match key.trim() {
+                "m" => &mut m,
+                "t" => &mut t,
+                "p" => &mut p,
+                _ => return Err(bad("unknown key")),
+            };
+            if slot.replace(value).is_some() {
+                return Err(bad("a key is repeated"));
+            }
         }
+        let (Some(m_kib), Some(t), Some(p)) = (m, t, p) else {
+            return Err(bad("m, t and p are all required"));
+        };
+        let cost = Argon2Cost { m_kib, t, p };
+        if !cost.within(Argon2Cost::LEGACY, Argon2Cost::MAX) {
+            return Err(bad(&format!(
+                "costs must be at least {} and at most {}",
+                Argon2Cost::LEGACY,
+                Argon2Cost::MAX
+            )));
+        }
+        Ok(cost)
     }
 }
 
@@ -81,7 +166,9 @@ pub struct KekParams {
     pub kind: String,
     /// Random 16-byte salt, base64url.
     pub salt: String,
-    /// Argon2id costs (for `password`).
+    /// Argon2id costs (for `password`). A record without them (written
+    /// before they were stored) means [`Argon2Cost::LEGACY`].
+    #[serde(default = "Argon2Cost::legacy")]
     pub argon2: Argon2Cost,
     /// KEK generation (the key version in every value sealed under it).
     pub generation: u32,
@@ -107,13 +194,23 @@ impl fmt::Debug for Kek {
 }
 
 impl Kek {
-    /// Creates parameters for a new store and the KEK they describe.
+    /// Creates parameters for a new store and the KEK they describe, with
+    /// the default Argon2id costs ([`Argon2Cost::DEFAULT`]).
     pub fn create(secret: &MasterSecret) -> Result<(Kek, KekParams)> {
-        Self::create_generation(secret, 1)
+        Self::create_generation(secret, 1, Argon2Cost::DEFAULT)
     }
 
-    /// Creates parameters (fresh salt) for KEK generation `generation`.
-    pub fn create_generation(secret: &MasterSecret, generation: u32) -> Result<(Kek, KekParams)> {
+    /// Creates parameters (fresh salt, the given Argon2id costs, used for a
+    /// password) for KEK generation `generation`. Costs below
+    /// [`Argon2Cost::LEGACY`] or above [`Argon2Cost::MAX`] are `invalid_input`.
+    pub fn create_generation(secret: &MasterSecret, generation: u32, cost: Argon2Cost) -> Result<(Kek, KekParams)> {
+        if !cost.within(Argon2Cost::LEGACY, Argon2Cost::MAX) {
+            return Err(Error::invalid_input(format!(
+                "Argon2 costs {cost} are out of range: at least {} and at most {}",
+                Argon2Cost::LEGACY,
+                Argon2Cost::MAX
+            )));
+        }
         let rng = SystemRandom::new();
         let mut salt = [0u8; 16];
         rng.fill(&mut salt)
@@ -122,7 +219,7 @@ impl Kek {
             version: 1,
             kind: secret.kind().to_owned(),
             salt: URL_SAFE_NO_PAD.encode(salt),
-            argon2: Argon2Cost::default(),
+            argon2: cost,
             generation,
             check: String::new(),
         };
@@ -182,7 +279,7 @@ fn derive(secret: &MasterSecret, params: &KekParams) -> Result<Kek> {
         MasterSecret::Password(password) => {
             let cost = params.argon2;
             // A tampered record must not make derivation take the machine down.
-            if cost.m_kib > 4 * 1024 * 1024 || cost.t > 64 || cost.p > 64 {
+            if !cost.within(Argon2Cost { m_kib: 0, t: 0, p: 0 }, Argon2Cost::MAX) {
                 return Err(Error::tampered("stored Argon2 parameters exceed the allowed maximum"));
             }
             let argon_params = Params::new(cost.m_kib, cost.t, cost.p, Some(32))

@@ -18,5 +18,5 @@ pub mod sealed;
 
 pub use certificate::CertificateTarget;
 pub use custody::LocalCustody;
-pub use kek::{Kek, KekParams, MasterSecret};
+pub use kek::{Argon2Cost, Kek, KekParams, MasterSecret};
 pub use provider::RingCrypto;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::custody::LocalCustody;
-use crate::kek::{Kek, KekParams, MasterSecret};
+use crate::kek::{Argon2Cost, Kek, KekParams, MasterSecret};
 use crate::provider::RingCrypto;
 use crate::sealed;
 
@@ -61,7 +61,16 @@ pub async fn unlock(store: &dyn StateStore, secret: &MasterSecret) -> Result<Loc
 /// Starts (or resumes) a rotation from `old` to `new`. A wrong `old` is
 /// `unauthorized` and changes nothing. Returns a custody that seals under
 /// the new KEK and still opens what the old one sealed.
-pub async fn begin_rotation(store: &dyn StateStore, old: &MasterSecret, new: &MasterSecret) -> Result<LocalCustody> {
+///
+/// The new KEK gets a fresh salt and the Argon2id costs `cost` (normally
+/// [`Argon2Cost::DEFAULT`]), so a rotation also upgrades a store created
+/// with older, lower costs. A resumed rotation keeps the costs it started with.
+pub async fn begin_rotation(
+    store: &dyn StateStore,
+    old: &MasterSecret,
+    new: &MasterSecret,
+    cost: Argon2Cost,
+) -> Result<LocalCustody> {
     let current = current_params(store).await?;
     let old_kek = Kek::unlock(old, &current)?;
     let new_kek = match load_params(store, KEK_NEXT_META).await? {
@@ -72,7 +81,7 @@ pub async fn begin_rotation(store: &dyn StateStore, old: &MasterSecret, new: &Ma
             )
         })?,
         None => {
-            let (kek, params) = Kek::create_generation(new, current.generation + 1)?;
+            let (kek, params) = Kek::create_generation(new, current.generation + 1, cost)?;
             let raw = serde_json::to_vec(&params).map_err(|e| Error::invalid_input(e.to_string()))?;
             let mut tx = store.begin().await?;
             tx.put_meta(KEK_NEXT_META, &raw).await?;
@@ -124,6 +133,8 @@ pub struct MasterKeyStatus {
     pub generation: u32,
     /// `password` or `key_file`.
     pub kind: String,
+    /// The Argon2id costs the current KEK is derived with (`password` only).
+    pub argon2: Option<Argon2Cost>,
     /// A rotation has started and not finished.
     pub rotation_in_progress: bool,
     /// The generation being rotated to.
@@ -156,6 +167,7 @@ pub async fn status(store: &dyn StateStore) -> Result<MasterKeyStatus> {
     }
     Ok(MasterKeyStatus {
         generation: current.generation,
+        argon2: (current.kind == "password").then_some(current.argon2),
         kind: current.kind,
         rotation_in_progress: next.is_some(),
         next_generation: next.as_ref().map(|n| n.generation),

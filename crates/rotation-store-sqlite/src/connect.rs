@@ -64,6 +64,9 @@ impl SqliteStore {
             .map_err(|e| {
                 Error::backend(format!("cannot open the SQLite store at {}: {e}", path.display())).with_source(e)
             })?;
+        if !in_memory {
+            restrict_sidecar_files(&path)?;
+        }
         migrate(&pool, &path).await?;
         tracing::debug!(path = %path.display(), "SQLite store opened");
         Ok(SqliteStore {
@@ -94,7 +97,12 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions> {
     }
 }
 
-/// Checks that the database file exists, or creates its directory.
+/// Checks that the database file exists, or creates it (and its
+/// directory, mode 0700) as an empty file with mode 0600, whatever the
+/// umask or the directory's mode: the store holds wrapped keys, sealed
+/// values and the audit log. SQLite treats an empty file as a new database
+/// and gives the `-wal` and `-shm` files it creates the database file's
+/// mode (see [`restrict_sidecar_files`] for ones that already exist).
 fn prepare_file(path: &Path, create_if_missing: bool) -> Result<()> {
     if path.exists() {
         return Ok(());
@@ -105,12 +113,56 @@ fn prepare_file(path: &Path, create_if_missing: bool) -> Result<()> {
             path.display()
         )));
     }
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| {
             Error::backend(format!("cannot create the store directory {}: {e}", dir.display())).with_source(e)
-        }),
-        _ => Ok(()),
+        })?;
     }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Another process created it first: it opens that one.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::backend(format!("cannot create the store file {}: {e}", path.display())).with_source(e)),
+    }
+}
+
+/// Takes from the `-wal` and `-shm` files beside the database any
+/// permission the database file itself does not grant (so a 0600 database
+/// never has readable sidecars, e.g. ones left by an older version).
+fn restrict_sidecar_files(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let db_mode = match std::fs::metadata(path) {
+            Ok(m) => m.permissions().mode() & 0o777,
+            Err(_) => return Ok(()),
+        };
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let sidecar = std::path::PathBuf::from(name);
+            let Ok(meta) = std::fs::metadata(&sidecar) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & !db_mode != 0 {
+                std::fs::set_permissions(&sidecar, std::fs::Permissions::from_mode(mode & db_mode)).map_err(|e| {
+                    Error::backend(format!("cannot restrict the mode of {}: {e}", sidecar.display())).with_source(e)
+                })?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Applies pending migrations inside one `BEGIN IMMEDIATE` transaction, so

@@ -329,7 +329,7 @@ pub(crate) fn sealed_value(row: &SqliteRow) -> Result<SealedValue> {
     let r = Reader::new(row, "sealed_values", "id");
     Ok(SealedValue {
         keyring: r.parsed("keyring", |s| KeyringName::parse(s).ok())?,
-        id: r.parsed("id", |s| ValueId::parse(s).ok())?,
+        id: r.parsed("id", |s| ValueId::from_stored(s).ok())?,
         key_version: r.u32("key_version")?,
         sealed: r.blob("sealed")?,
         created_at: r.ts("created_at")?,

@@ -23,4 +23,4 @@ mod text;
 
 pub use http::HttpVerifier;
 pub use postgres::PostgresRoleTarget;
-pub use script::ScriptTarget;
+pub use script::{BASE_ENV, ScriptTarget};

@@ -23,9 +23,10 @@ const MESSAGE_TAIL: usize = 2000;
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Extra attempts to start a script whose file is busy (ETXTBSY).
 const SPAWN_RETRIES: u32 = 10;
-/// Environment variables every script gets from this process (none of
-/// them carries a secret); everything else is removed.
-const BASE_ENV: [&str; 8] = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+/// Environment variables every script (and every other child process this
+/// system starts, such as a key provider command) gets from this process:
+/// none of them carries a secret; everything else is removed.
+pub const BASE_ENV: [&str; 8] = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
 /// A rotation script (setting `script`, an executable path), run once per
 /// step with the step name (`create`, `set`, `test`, `finish`, `rollback`,

@@ -39,6 +39,7 @@ pub(crate) async fn run(ctx: &Context) -> Result<InitReport> {
 
 /// Initialises a store without printing.
 pub(crate) async fn initialise(ctx: &Context) -> Result<InitReport> {
+    let cost = rotation_app::kdf_cost_from_env()?;
     let data_dir = ctx.data_dir()?;
     create_private_dir(&data_dir)?;
     let store = ctx.open_store(true).await?;
@@ -69,7 +70,10 @@ pub(crate) async fn initialise(ctx: &Context) -> Result<InitReport> {
         MasterSecret::Password(_) => format!("password ({PASSWORD_ENV})"),
         MasterSecret::KeyFile(_) => "key file".to_owned(),
     };
-    let (_kek, params) = Kek::create(&secret)?;
+    if let Some(notice) = rotation_app::kdf_cost_notice(&secret, cost) {
+        eprintln!("{notice}");
+    }
+    let (_kek, params) = Kek::create_generation(&secret, 1, cost)?;
     let params_json = serde_json::to_vec(&params).map_err(|e| Error::invalid_input(e.to_string()))?;
     let mut tx = store.begin().await?;
     tx.put_meta(KEK_META, &params_json).await?;
@@ -92,7 +96,9 @@ pub(crate) async fn initialise(ctx: &Context) -> Result<InitReport> {
     })
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+/// Creates a data directory (and missing parents) with mode 0700; an
+/// existing one is left as it is.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         return Ok(());
     }

@@ -17,6 +17,9 @@ mod key_source;
 
 pub(crate) async fn run(ctx: &Context, command: KeyringCommand) -> Result<()> {
     let out = ctx.global.output;
+    if let Some(name) = command.keyring_name() {
+        super::user_keyring(name)?;
+    }
     match command {
         KeyringCommand::Create { name } => {
             let engine = ctx.engine(true).await?;
@@ -51,13 +54,15 @@ pub(crate) async fn run(ctx: &Context, command: KeyringCommand) -> Result<()> {
             dry_run,
             new_version,
             key_provider_command,
+            key_provider_env,
         } => {
+            key_source::check_provider_env(&key_provider_env)?;
             let engine = ctx.engine(!dry_run).await?;
             let name = KeyringName::parse(name)?;
             let (key, source) = match &key_provider_command {
                 Some(command) => {
                     engine.keyring(&name).await?;
-                    let (key, label) = key_source::from_command(command).await?;
+                    let (key, label) = key_source::from_command(command, &key_provider_env).await?;
                     (Some(key), Some(format!("key provider ({label})")))
                 }
                 None => (None, None),

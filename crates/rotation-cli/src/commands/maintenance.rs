@@ -137,11 +137,13 @@ pub(crate) async fn restore(ctx: &Context, from: &Path, force: bool) -> Result<(
     let bytes =
         std::fs::read(from).map_err(|e| Error::invalid_input(format!("cannot read {}: {e}", from.display())))?;
     let (header, _) = backup::header(&bytes)?;
-    let secret = ctx.master_secret(Some(&header.kek))?;
+    let secret = ctx.master_secret(Some(&header.kek)).map_err(|e| {
+        let needs = needs_master_key(ctx, &header.kek.kind);
+        Error::new(e.reason, format!("{}; {needs}", e.message))
+    })?;
     let (header, snapshot) = backup::open(&bytes, &secret)?;
     let data_dir = ctx.data_dir()?;
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| Error::backend(format!("cannot create {}: {e}", data_dir.display())))?;
+    crate::commands::init::create_private_dir(&data_dir)?;
     let store = ctx.open_store(true).await?;
     let has_data = rotation_core::ports::StateStore::get_meta(store.as_ref(), master_key::KEK_META)
         .await?
@@ -161,10 +163,33 @@ pub(crate) async fn restore(ctx: &Context, from: &Path, force: bool) -> Result<(
     }
     snapshot.restore_into(tx.as_mut()).await?;
     tx.commit().await?;
+    let master_key = needs_master_key(ctx, &header.kek.kind);
     let rows = [
         ("restored from", from.display().to_string()),
         ("backup taken", header.created_at.clone()),
         ("contents", header.counts.to_string()),
+        ("master key", master_key.clone()),
     ];
-    output::record(ctx.global.output, &header, &rows)
+    let mut view = serde_json::to_value(&header).map_err(|e| Error::invalid_input(e.to_string()))?;
+    view["master_key"] = serde_json::Value::String(master_key);
+    output::record(ctx.global.output, &view, &rows)
+}
+
+/// What a store restored from a backup needs to open: the master secret of
+/// the store the backup was taken from (its KEK parameters come with the
+/// backup; nothing is re-encrypted on restore).
+fn needs_master_key(ctx: &Context, kind: &str) -> String {
+    if kind == "password" {
+        return format!(
+            "the restored store opens only with the master password of the store the backup was taken from: set {} to it for every command",
+            rotation_app::PASSWORD_ENV
+        );
+    }
+    let key_file = ctx
+        .key_file()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "master.key".into());
+    format!(
+        "the restored store opens only with the master key file of the store the backup was taken from: keep it at {key_file} (or pass --master-key-file), mode 0600"
+    )
 }

@@ -20,6 +20,10 @@ pub(crate) async fn run(ctx: &Context, command: MasterKeyCommand) -> Result<()> 
             let rows = [
                 ("generation", status.generation.to_string()),
                 ("kind", status.kind.clone()),
+                (
+                    "argon2id costs",
+                    status.argon2.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                ),
                 ("rotation in progress", status.rotation_in_progress.to_string()),
                 (
                     "next generation",
@@ -65,6 +69,7 @@ pub(crate) async fn run(ctx: &Context, command: MasterKeyCommand) -> Result<()> 
                     ));
                 }
             };
+            let cost = rotation_app::kdf_cost_from_env()?;
             let store = ctx.open_store(false).await?;
             let params = master_key::current_params(store.as_ref()).await?;
             let old = ctx.master_secret(Some(&params))?;
@@ -75,13 +80,24 @@ pub(crate) async fn run(ctx: &Context, command: MasterKeyCommand) -> Result<()> 
             } else {
                 eprintln!("hint: take a backup first (`--backup FILE`); a lost new secret makes the store unreadable");
             }
-            let custody = master_key::begin_rotation(store.as_ref(), &old, &new).await?;
+            if let Some(notice) = rotation_app::kdf_cost_notice(&new, cost) {
+                eprintln!("{notice}");
+            }
+            let custody = master_key::begin_rotation(store.as_ref(), &old, &new, cost).await?;
             let engine = ctx.engine_with(store.clone(), std::sync::Arc::new(custody));
             let report = engine.rewrap_all_keys().await?;
             let next = master_key::finish_rotation(store.as_ref(), json!(report)).await?;
             let rows = [
                 ("generation", next.generation.to_string()),
                 ("kind", next.kind.clone()),
+                (
+                    "argon2id costs",
+                    if next.kind == "password" {
+                        next.argon2.to_string()
+                    } else {
+                        "-".into()
+                    },
+                ),
                 ("signing keys re-wrapped", report.signing_keys.to_string()),
                 ("data keys re-wrapped", report.data_keys.to_string()),
                 ("already current", report.already_current.to_string()),

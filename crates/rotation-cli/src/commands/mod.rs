@@ -14,6 +14,7 @@ mod secret;
 pub(crate) mod value;
 
 use rotation_core::Result;
+use rotation_core::ids::KeyringName;
 
 use crate::app::Context;
 use crate::cli::Command;
@@ -37,4 +38,13 @@ pub(crate) async fn run(ctx: Context, command: Command) -> Result<()> {
         Command::Restore { from, force } => maintenance::restore(&ctx, &from, force).await,
         Command::Quickstart => quickstart::run(&ctx).await,
     }
+}
+
+/// Parses a keyring named on the command line and refuses the reserved
+/// `rotation.*` keyrings (only the secret backend uses them), before any
+/// store is opened.
+pub(crate) fn user_keyring(name: &str) -> Result<KeyringName> {
+    let name = KeyringName::parse(name)?;
+    rotation_core::keyring::check_user_keyring(&name)?;
+    Ok(name)
 }

@@ -30,6 +30,7 @@ struct OutLine<'a> {
 
 pub(crate) async fn run(ctx: &Context, command: ValueCommand) -> Result<()> {
     let out = ctx.global.output;
+    super::user_keyring(command.keyring_name())?;
     match command {
         ValueCommand::Encrypt { keyring, id, value } => {
             let engine = ctx.engine(true).await?;

@@ -75,7 +75,9 @@ fn master_key_rotation_interrupted_then_finished_opens_only_with_the_new_passwor
         let sqlite: Arc<dyn StateStore> = Arc::new(SqliteStore::connect(&env.store_url(), false).await.unwrap());
         let old = MasterSecret::Password(SecretString::from("old password".to_owned()));
         let new = MasterSecret::Password(SecretString::from("new password".to_owned()));
-        let custody = master_key::begin_rotation(sqlite.as_ref(), &old, &new).await.unwrap();
+        let custody = master_key::begin_rotation(sqlite.as_ref(), &old, &new, rotation_crypto::Argon2Cost::LEGACY)
+            .await
+            .unwrap();
         // begin_rotation committed once; fail the third commit from here.
         let faulty = Arc::new(FaultyStore::new(sqlite.clone(), Some(3)));
         let engine = Engine::new(

@@ -5,6 +5,7 @@ mod authority;
 mod chains;
 mod concurrency;
 mod day2;
+mod hardening;
 mod keyrings;
 mod master_key;
 mod postgres;

@@ -6,6 +6,9 @@ use std::process::Output;
 use assert_cmd::Command;
 use serde_json::Value;
 
+/// The Argon2id costs test stores are created with (`ROTATION_KDF_PARAMS`).
+pub(crate) const TEST_KDF_PARAMS: &str = "m=19456,t=2,p=1";
+
 /// A private data directory and helpers to run `rotation` against it.
 pub(crate) struct Env {
     pub(crate) dir: tempfile::TempDir,
@@ -57,6 +60,10 @@ impl Env {
             }
         }
         c.env("ROTATION_STORE", self.store_url());
+        // Master passwords of test stores use the lowest Argon2id costs
+        // allowed (the pre-256 MiB default), so the suite stays fast; tests
+        // of the default costs remove this variable.
+        c.env("ROTATION_KDF_PARAMS", TEST_KDF_PARAMS);
         if let Some(p) = &self.password {
             c.env("ROTATION_MASTER_PASSWORD", p);
         }

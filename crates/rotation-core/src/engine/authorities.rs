@@ -144,9 +144,9 @@ impl Engine {
         }
         check_grace(grace)?;
         let name = new.name.unwrap_or_else(|| new.id.to_string());
-        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        if name.is_empty() || name.len() > 256 || name.chars().any(crate::ids::is_invisible) {
             return Err(Error::invalid_input(
-                "authority name must be 1 to 256 printable characters",
+                "authority name must be 1 to 256 printable characters (no control or invisible characters)",
             ));
         }
         if self.store.get_authority(&new.id).await?.is_some() {

@@ -129,3 +129,24 @@ async fn unknown_authority_and_bad_grace_are_refused() {
     );
     assert!(h.store.list_runs(None, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn authority_names_refuse_invisible_characters() {
+    use rotation_core::engine::NewAuthority;
+    use rotation_core::ids::AuthorityId;
+    let h = Harness::new();
+    let engine = h.engine("p");
+    for bad in ["Acme\u{202e}moc", "Ac\u{200b}me", "Acme\n"] {
+        let e = engine
+            .create_authority(NewAuthority {
+                id: AuthorityId::parse("org-acme").unwrap(),
+                name: Some(bad.into()),
+                rotation_period_days: None,
+                grace_period_hours: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidInput, "{bad:?}");
+    }
+    assert!(engine.list_authorities().await.unwrap().is_empty());
+}

@@ -74,3 +74,58 @@ async fn malformed_stored_value_is_tampered() {
     assert!(err.message.contains("authorities row org-acme"), "{err}");
     assert!(err.message.contains("current_key_id"), "{err}");
 }
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn database_wal_and_shm_are_private_in_an_open_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("rotation.db");
+    let store = SqliteStore::connect(&format!("sqlite://{}", db.display()), true)
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_authority(&authority("org-acme", "k1")).await.unwrap();
+    tx.commit().await.unwrap();
+    for file in ["rotation.db", "rotation.db-wal", "rotation.db-shm"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(mode(&data), 0o755, "an existing directory keeps its mode");
+    store.close().await;
+
+    // Sidecars left readable (e.g. by an older version) are tightened on open.
+    let wal = data.join("rotation.db-wal");
+    std::fs::write(&wal, b"").unwrap();
+    std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}", db.display()), false)
+        .await
+        .unwrap();
+    assert_eq!(mode(&wal), 0o600);
+    store.close().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_missing_store_directory_is_created_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new/sub/rotation.db");
+    let store = SqliteStore::connect(&format!("sqlite://{}", db.display()), true)
+        .await
+        .unwrap();
+    assert_eq!(mode(&dir.path().join("new/sub")), 0o700);
+    assert_eq!(mode(&db), 0o600);
+    store.close().await;
+}

@@ -301,6 +301,28 @@ pub(super) async fn values(store: Arc<dyn StateStore>) {
         1,
         "{what}: keyrings are separate"
     );
+
+    // An id stored before format characters were refused (U+200B) reads back.
+    let legacy_id = ValueId::from_stored("legacy\u{200b}id").expect("a stored id");
+    let legacy = SealedValue {
+        id: legacy_id.clone(),
+        ..value("other", "db/value-999", 1, 5)
+    };
+    let mut tx = store.begin().await.must(what);
+    tx.put_values(std::slice::from_ref(&legacy))
+        .await
+        .must("values: legacy id");
+    tx.commit().await.must(what);
+    let listed = store
+        .list_values(&ring("other"), None, None, 100)
+        .await
+        .must("values: list with a legacy id");
+    assert!(listed.contains(&legacy), "{what}: a legacy id is listed");
+    assert_eq!(
+        store.get_value(&ring("other"), &legacy_id).await.must(what),
+        Some(legacy),
+        "{what}: a legacy id reads back"
+    );
 }
 
 pub(super) async fn policies_and_target_audit(store: Arc<dyn StateStore>) {

@@ -47,20 +47,57 @@ pub(crate) fn from_file(path: &Path) -> Result<DataKey> {
     decode_key(&text).map_err(|e| Error::invalid_input(format!("{}: {}", path.display(), e.message)))
 }
 
+/// Checks the names given with `--key-provider-env`: environment variable
+/// names, and none of this program's own `ROTATION_*` variables (they hold
+/// the master password and the store URL with its credentials).
+pub(crate) fn check_provider_env(names: &[String]) -> Result<()> {
+    for name in names {
+        let valid = !name.is_empty()
+            && !name.as_bytes()[0].is_ascii_digit()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(Error::invalid_input(format!(
+                "--key-provider-env {name:?} is not an environment variable name"
+            )));
+        }
+        if name.starts_with("ROTATION_") {
+            return Err(Error::invalid_input(format!(
+                "--key-provider-env {name}: rotation's own ROTATION_* variables are never passed to a key provider"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a key provider command (`sh -c`): it must exit 0 and print
 /// `{"key": "<hex or base64>", "version": "<label>"}`. Any failure is a
 /// `rotation_failed` error, before anything is changed. The command's
 /// output is never echoed (it holds the key).
-pub(crate) async fn from_command(command: &str) -> Result<(DataKey, String)> {
+///
+/// Its environment is cleared down to [`rotation_app::CHILD_BASE_ENV`]
+/// (`PATH`, `HOME`, ...) plus the variables named in `extra_env` (checked
+/// by [`check_provider_env`]), so the master password, Vault tokens and
+/// other credentials of this process never reach it unless asked for.
+pub(crate) async fn from_command(command: &str, extra_env: &[String]) -> Result<(DataKey, String)> {
+    check_provider_env(extra_env)?;
     let failed = |why: String| {
         Error::new(
             Reason::RotationFailed,
             format!("key provider command failed: {why}; nothing was changed"),
         )
     };
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c").arg(command).env_clear();
+    for name in rotation_app::CHILD_BASE_ENV
+        .iter()
+        .copied()
+        .chain(extra_env.iter().map(String::as_str))
+    {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    let child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -89,5 +126,12 @@ pub(crate) async fn from_command(command: &str) -> Result<(DataKey, String)> {
         .map_err(|_| failed("its output is not {\"key\": \"...\", \"version\": \"...\"}".into()))?;
     let key = Zeroizing::new(provided.key);
     let key = decode_key(&key).map_err(|e| failed(e.message))?;
-    Ok((key, provided.version.unwrap_or_else(|| "unlabelled".into())))
+    let label = provided.version.unwrap_or_else(|| "unlabelled".into());
+    // The label goes into the key history and the audit log.
+    if label.is_empty() || label.len() > 128 || label.chars().any(rotation_core::ids::is_invisible) {
+        return Err(failed(
+            "its version label must be 1 to 128 bytes without control or invisible characters".into(),
+        ));
+    }
+    Ok((key, label))
 }
