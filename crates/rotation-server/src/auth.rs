@@ -209,6 +209,10 @@ impl Tokens {
         if expires_in_days == Some(0) || expires_in_days.is_some_and(|d| d > 3650) {
             return Err(Error::invalid_input("expires_in_days must be 1 to 3650"));
         }
+        if let Some(d) = &description {
+            // Shown in token lists and audit events: no disguised text.
+            rotation_core::ids::check_visible("token description", d)?;
+        }
         let mut id_bytes = [0u8; 8];
         self.crypto.fill_random(&mut id_bytes)?;
         let id = hex::encode(id_bytes);

@@ -688,3 +688,20 @@ async fn script_stdout_is_kept_only_on_request_and_shown_to_admins_only() {
     }
     s.stop().await;
 }
+
+/// Token descriptions are shown in lists and audit events: no bidi or
+/// zero-width characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_descriptions_refuse_invisible_characters() {
+    let s = TestServer::sqlite().await;
+    for description in ["ci\u{202e}gnp.exe", "ci\u{200b}bot"] {
+        let refused = s
+            .post("/v1/tokens", &s.admin, json!({"role": "viewer", "description": description}))
+            .await;
+        assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+        assert!(refused.1["message"].as_str().unwrap().contains("U+20"), "{}", refused.1);
+    }
+    let (_, tokens) = s.get("/v1/tokens", &s.admin).await;
+    assert_eq!(tokens.as_array().unwrap().len(), 3, "nothing created: {tokens}");
+    s.stop().await;
+}
