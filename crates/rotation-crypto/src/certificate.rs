@@ -288,6 +288,14 @@ fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
     cert.issuer().as_raw() == issuer.subject().as_raw() && cert.verify_signature(Some(issuer.public_key())).is_ok()
 }
 
+/// The pathLenConstraint of a certificate's basic constraints, if any.
+fn path_len(cert: &X509Certificate<'_>) -> Option<u32> {
+    cert.basic_constraints()
+        .ok()
+        .flatten()
+        .and_then(|bc| bc.value.path_len_constraint)
+}
+
 fn self_signed(cert: &X509Certificate<'_>) -> bool {
     cert.issuer().as_raw() == cert.subject().as_raw() && cert.verify_signature(None).is_ok()
 }
@@ -311,7 +319,9 @@ struct Ca {
     bundle: Bundle,
 }
 
-fn load_ca(ctx: &StepContext, path: &str, now: DateTime<Utc>) -> Result<Ca> {
+/// Loads the CA named by `ca_secret`; `issuing_ca`: the certificate to
+/// issue is itself a CA, which the CA's path length constraint must allow.
+fn load_ca(ctx: &StepContext, path: &str, now: DateTime<Utc>, issuing_ca: bool) -> Result<Ca> {
     let value = ctx.references.get(path).ok_or_else(|| {
         Error::not_found(format!(
             "certificate: the CA secret {path} (ca_secret) has no current value"
@@ -328,6 +338,11 @@ fn load_ca(ctx: &StepContext, path: &str, now: DateTime<Utc>) -> Result<Ca> {
         key_matches(&key, ca).map_err(invalid)?;
         if !ca.is_ca() {
             return Err(invalid("not a CA certificate (basic constraints CA is not set)".into()));
+        }
+        if issuing_ca && path_len(ca) == Some(0) {
+            return Err(invalid(
+                "its path length constraint is 0: it may sign leaf certificates only, not CA certificates".into(),
+            ));
         }
         if let Ok(Some(ku)) = ca.key_usage()
             && !ku.value.key_cert_sign()
@@ -365,7 +380,7 @@ fn issue(ctx: &StepContext) -> Result<StepOutput> {
     let ca = config
         .ca_secret
         .as_deref()
-        .map(|p| load_ca(ctx, p, ctx.now))
+        .map(|p| load_ca(ctx, p, ctx.now, config.ca))
         .transpose()?;
     let mut capped = false;
     if let Some(ca) = &ca {
@@ -386,7 +401,10 @@ fn issue(ctx: &StepContext) -> Result<StepOutput> {
     params.not_after = SystemTime::from(end).into();
     params.serial_number = Some(random_serial()?);
     if config.ca {
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // A CA signed by another CA may sign leaves only (pathLenConstraint
+        // 0); a self-signed root may sign such CAs (1), no deeper chains.
+        let depth = if ca.is_some() { 0 } else { 1 };
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(depth));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     } else {
         params.is_ca = IsCa::ExplicitNoCa;
@@ -483,6 +501,16 @@ fn check(ctx: &StepContext) -> Result<StepOutput> {
             return Err(failed(format!("certificate {} of the bundle is not a CA", i + 2)));
         }
         valid_at(&pair[1], ctx.now).map_err(&failed)?;
+        // RFC 5280 4.2.1.9: at most pathLenConstraint CA certificates
+        // between this issuer and the leaf (certificates 2..=i+1).
+        if let Some(max) = path_len(&pair[1])
+            && i > max as usize
+        {
+            return Err(failed(format!(
+                "certificate {} of the bundle allows {max} CA certificate(s) below it, the chain has {i}",
+                i + 2
+            )));
+        }
     }
     let last = &certs[certs.len() - 1];
     let last_self_issued = last.issuer().as_raw() == last.subject().as_raw();

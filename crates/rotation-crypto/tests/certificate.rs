@@ -210,6 +210,8 @@ async fn a_ca_and_a_leaf_it_issued_pass_and_the_chain_is_checked() {
     let ku = ca_cert.key_usage().unwrap().unwrap().value;
     assert!(ku.key_cert_sign() && ku.crl_sign());
     assert!(ca_cert.subject_alternative_name().unwrap().is_none());
+    // A self-signed root may sign CAs, which may sign leaves only.
+    assert_eq!(path_len_of(&ca_cert), Some(Some(1)));
 
     let leaf_s = secret("app/web", leaf_config("ca/root"));
     let refs = [("ca/root", &ca)];
@@ -241,6 +243,10 @@ async fn a_ca_and_a_leaf_it_issued_pass_and_the_chain_is_checked() {
     let (inter, inter_out) = create(&inter_s, &refs, t0()).await;
     // Capped at the root's not_after.
     assert_eq!(inter_out.attributes["not_after"], ca_out.attributes["not_after"]);
+    let inter_der = der(&certs_of(inter.expose())[0]);
+    let (_, inter_cert) = parse_x509_certificate(&inter_der).unwrap();
+    assert!(inter_cert.is_ca());
+    assert_eq!(path_len_of(&inter_cert), Some(Some(0)), "issued CAs carry pathLenConstraint 0");
     test_step(&inter_s, &inter, &refs, t0()).await.unwrap();
     let leaf2_s = secret("app/api", leaf_config("ca/issuing"));
     let (leaf2, _) = create(&leaf2_s, &[("ca/issuing", &inter)], t0()).await;
@@ -249,6 +255,74 @@ async fn a_ca_and_a_leaf_it_issued_pass_and_the_chain_is_checked() {
         .await
         .unwrap();
     assert!(ok.log.contains("3 certificate(s) verified"), "{}", ok.log);
+    // Leaves are CA:FALSE (an explicit basic constraints extension) and
+    // carry their name as a subject alternative name.
+    for bundle in [&leaf, &leaf2] {
+        let d = der(&certs_of(bundle.expose())[0]);
+        let (_, c) = parse_x509_certificate(&d).unwrap();
+        assert_eq!(path_len_of(&c), None);
+        let bc = c.basic_constraints().unwrap().expect("leaves carry basic constraints");
+        assert!(!bc.value.ca);
+        let san = c.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(san.value.general_names, vec![GeneralName::DNSName("web.example.com")]);
+        let ku = c.key_usage().unwrap().unwrap().value;
+        assert!(!ku.key_cert_sign());
+    }
+}
+
+/// `Some(path_len)` for a CA certificate, `None` for a non-CA.
+fn path_len_of(cert: &X509Certificate<'_>) -> Option<Option<u32>> {
+    let bc = cert.basic_constraints().unwrap()?;
+    bc.value.ca.then_some(bc.value.path_len_constraint)
+}
+
+#[tokio::test]
+async fn nothing_is_issued_below_a_leaf_or_a_ca_of_path_length_0() {
+    let ca_s = secret("ca/root", ca_config());
+    let (ca, _) = create(&ca_s, &[], t0()).await;
+    let inter_s = secret(
+        "ca/issuing",
+        SecretConfig {
+            ca_secret: Some("ca/root".into()),
+            ..ca_config()
+        },
+    );
+    let (inter, _) = create(&inter_s, &[("ca/root", &ca)], t0()).await;
+    let leaf_s = secret("app/web", leaf_config("ca/issuing"));
+    let (leaf, _) = create(&leaf_s, &[("ca/issuing", &inter)], t0()).await;
+
+    // A CA under the issued CA (pathLenConstraint 0) is refused.
+    let sub_s = secret(
+        "ca/sub",
+        SecretConfig {
+            ca_secret: Some("ca/issuing".into()),
+            ..ca_config()
+        },
+    );
+    let e = CertificateTarget
+        .run(&ctx(Step::Create, &sub_s, None, &[("ca/issuing", &inter)], t0()))
+        .await
+        .expect_err("a CA below a CA of path length 0");
+    assert_eq!(e.reason, Reason::InvalidInput, "{}", e.message);
+    assert!(e.message.contains("path length constraint is 0"), "{}", e.message);
+    assert!(!e.message.contains("BEGIN"), "{}", e.message);
+
+    // Nothing, CA or leaf, is issued by a leaf.
+    for config in [ca_config(), SecretConfig::default()] {
+        let s = secret(
+            "app/below-leaf",
+            SecretConfig {
+                ca_secret: Some("app/web".into()),
+                ..config
+            },
+        );
+        let e = CertificateTarget
+            .run(&ctx(Step::Create, &s, None, &[("app/web", &leaf)], t0()))
+            .await
+            .expect_err("a leaf is not a CA");
+        assert_eq!(e.reason, Reason::InvalidInput, "{}", e.message);
+        assert!(e.message.contains("not a CA certificate"), "{}", e.message);
+    }
 }
 
 #[tokio::test]
@@ -573,6 +647,99 @@ async fn issued_certificates_verify_with_openssl() {
         leaf_pem.as_os_str(),
     ]);
     assert!(!ok, "openssl must refuse a leaf under another CA");
+
+    // Below an issued leaf or below an issued CA (pathLenConstraint 0),
+    // nothing verifies: certificates forged with openssl under them are
+    // refused by `openssl verify` and by the `certificate` test. A chain
+    // issued now, so that only the constraints can fail.
+    let now = Utc::now();
+    let (ca_now, _) = create(&ca_s, &[], now).await;
+    let (inter_now, _) = create(&inter_s, &[("ca/root", &ca_now)], now).await;
+    let (leaf_now, _) = create(&leaf_s, &[("ca/root", &ca_now)], now).await;
+    let ca_now_pem = write("ca-now.pem", &certs_of(ca_now.expose())[0]);
+    let inter_now_pem = write("inter-now.pem", &certs_of(inter_now.expose())[0]);
+    let inter_now_key = write("inter-now.key", &key_of(inter_now.expose()));
+    let leaf_now_pem = write("leaf-now.pem", &certs_of(leaf_now.expose())[0]);
+    let leaf_now_key = write("leaf-now.key", &key_of(leaf_now.expose()));
+    let ext = write("ca.ext", "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n");
+    let forge = |name: &str, issuer: &std::path::Path, issuer_key: &std::path::Path, ca: bool| {
+        let key = dir.path().join(format!("{name}.key"));
+        let csr = dir.path().join(format!("{name}.csr"));
+        let cert = dir.path().join(format!("{name}.pem"));
+        let (ok, out) = run(&[
+            &os("req"),
+            &os("-new"),
+            &os("-newkey"),
+            &os("ec"),
+            &os("-pkeyopt"),
+            &os("ec_paramgen_curve:P-256"),
+            &os("-nodes"),
+            &os("-subj"),
+            &os(&format!("/CN={name}.example")),
+            &os("-keyout"),
+            key.as_os_str(),
+            &os("-out"),
+            csr.as_os_str(),
+        ]);
+        assert!(ok, "openssl req: {out}");
+        let mut args = vec![
+            os("x509"),
+            os("-req"),
+            os("-in"),
+            csr.clone().into_os_string(),
+            os("-CA"),
+            issuer.as_os_str().to_owned(),
+            os("-CAkey"),
+            issuer_key.as_os_str().to_owned(),
+            os("-set_serial"),
+            os("7"),
+            os("-days"),
+            os("10"),
+            os("-out"),
+            cert.clone().into_os_string(),
+        ];
+        if ca {
+            args.extend([os("-extfile"), ext.clone().into_os_string()]);
+        }
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let (ok, out) = run(&refs);
+        assert!(ok, "openssl x509 -req: {out}");
+        (cert, key)
+    };
+    // Signed with the leaf's key: the leaf is not a CA.
+    let (below_leaf, _) = forge("below-leaf", &leaf_now_pem, &leaf_now_key, false);
+    let (ok, out) = run(&[
+        &os("verify"),
+        &os("-CAfile"),
+        ca_now_pem.as_os_str(),
+        &os("-untrusted"),
+        leaf_now_pem.as_os_str(),
+        below_leaf.as_os_str(),
+    ]);
+    // (OpenSSL says "invalid CA certificate" or, as the leaf's key usage
+    // lacks keyCertSign, does not take it for an issuer at all.)
+    assert!(!ok, "openssl verify below a leaf must fail: {out}");
+    assert!(!out.contains("expired") && !out.contains("not yet valid"), "{out}");
+    // A CA under the issued CA, and a leaf under that: path length exceeded.
+    let (sub_ca, sub_key) = forge("sub-ca", &inter_now_pem, &inter_now_key, true);
+    let (below_sub, below_sub_key) = forge("below-sub", &sub_ca, &sub_key, false);
+    let chain = std::fs::read_to_string(&inter_now_pem).unwrap() + &std::fs::read_to_string(&sub_ca).unwrap();
+    let untrusted = write("untrusted.pem", &chain);
+    let (ok, out) = run(&[
+        &os("verify"),
+        &os("-CAfile"),
+        ca_now_pem.as_os_str(),
+        &os("-untrusted"),
+        untrusted.as_os_str(),
+        below_sub.as_os_str(),
+    ]);
+    assert!(!ok && out.contains("path length constraint exceeded"), "openssl verify below a pathlen 0 CA: {out}");
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let bundle = SecretValue::new(
+        read(&below_sub) + &read(&sub_ca) + &read(&inter_now_pem) + &read(&ca_now_pem) + &read(&below_sub_key),
+    );
+    let s = secret("app/forged", SecretConfig::default());
+    fails(test_step(&s, &bundle, &[], now).await, "allows 0 CA certificate(s) below it");
     // The PKCS#8 key is readable and matches the certificate.
     let (ok, cert_pub) = run(&[
         &os("x509"),
