@@ -326,6 +326,10 @@ pub(crate) enum SecretCommand {
         /// An executable run for each rotation step.
         #[arg(long)]
         script: Option<String>,
+        /// Keep the script's stdout (redacted) in the rotation history, shown
+        /// to admins only; by default only its exit status and stderr tail are kept.
+        #[arg(long)]
+        script_log: bool,
         /// Verification tests run before promotion (login, certificate, script, nonempty, http:URL).
         #[arg(long = "verify")]
         verify: Vec<String>,

@@ -468,6 +468,11 @@ pub struct SecretConfig {
     /// Executable run for each rotation step (`create`, `set`, `test`, `finish`, `rollback`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
+    /// Script: keep the script's stdout (redacted) in the rotation history,
+    /// in its own `stdout` field that only admins are shown. Off by default:
+    /// a script's stdout may carry a value in a form redaction misses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub script_log: bool,
     /// Verification tests run before promotion, in addition to the policy's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verify: Vec<String>,
@@ -559,13 +564,113 @@ impl RotationStatus {
     }
 }
 
-/// Replaces every occurrence of each value in `text` with `[redacted]`
-/// (script output and target messages never carry a secret).
+/// Values shorter than this (in bytes) are redacted as they are only, not
+/// in their encodings: the hex or base64 of a 3-byte value is common text.
+const MIN_ENCODED_LEN: usize = 6;
+
+/// Shortest alignment-independent base64 fragment worth redacting.
+const MIN_BASE64_CORE: usize = 8;
+
+/// Every form in which `value` may show up in captured text, longest
+/// first, without duplicates: as is; JSON-escaped; and, for values of at
+/// least 6 bytes, base64 (standard and URL-safe alphabets, padded and
+/// unpadded, and the part of its base64 that is the same wherever it sits
+/// inside a longer base64 text), hex (lower and upper case) and
+/// percent-encoded (RFC 3986 component encoding, every non-alphanumeric
+/// byte encoded, `+` for space; upper- and lower-case escapes).
+///
+/// Only what a script or a server is likely to print is covered:
+/// redaction is a last line of defence, not a guarantee against output
+/// that transforms a value in any other way.
+pub fn redaction_forms(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+
+    let mut forms = Vec::new();
+    if value.is_empty() {
+        return forms;
+    }
+    forms.push(value.to_owned());
+    let escaped = serde_json::to_string(value).unwrap_or_default();
+    if let Some(inner) = escaped.get(1..escaped.len().saturating_sub(1)) {
+        forms.push(inner.to_owned());
+    }
+    let bytes = value.as_bytes();
+    if bytes.len() >= MIN_ENCODED_LEN {
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(bytes));
+        }
+        // Inside a longer base64 text the value starts at byte offset 0, 1
+        // or 2 of a 3-byte group; the characters that depend on its bytes
+        // only are the same whatever surrounds it.
+        for offset in 0..3usize {
+            let mut shifted = vec![0u8; offset];
+            shifted.extend_from_slice(bytes);
+            for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                let encoded = engine.encode(&shifted);
+                let skip = [0, 2, 3][offset];
+                let drop_last = usize::from(shifted.len() % 3 != 0);
+                if let Some(core) = encoded.get(skip..encoded.len().saturating_sub(drop_last))
+                    && core.len() >= MIN_BASE64_CORE
+                {
+                    forms.push(core.to_owned());
+                }
+            }
+        }
+        let hex_lower = hex::encode(bytes);
+        forms.push(hex_lower.to_ascii_uppercase());
+        forms.push(hex_lower);
+        for set in [RFC3986_COMPONENT, percent_encoding::NON_ALPHANUMERIC] {
+            let upper = percent_encoding::utf8_percent_encode(value, set).to_string();
+            forms.push(upper.replace("%20", "+"));
+            forms.push(lower_escapes(&upper));
+            forms.push(upper);
+        }
+    }
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
+    forms
+}
+
+/// What RFC 3986 lets a URL component keep unencoded: letters, digits and
+/// `-._~` (as JavaScript's `encodeURIComponent` does, plus `!'()*` encoded).
+const RFC3986_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `%XX` escapes in lower case (`%2f`), the rest unchanged.
+fn lower_escapes(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut after_percent = 0;
+    for c in encoded.chars() {
+        if c == '%' {
+            after_percent = 2;
+            out.push(c);
+        } else if after_percent > 0 {
+            after_percent -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Replaces every occurrence of each value in `text`, in each of its
+/// [`redaction_forms`] (as is, JSON-escaped, base64, hex,
+/// percent-encoded), with `[redacted]`: script output and target messages
+/// never carry a secret. Longer forms go first, so a value containing
+/// another is replaced whole.
 pub fn redact(text: &str, values: &[&SecretValue]) -> String {
+    let mut forms: Vec<String> = values.iter().flat_map(|v| redaction_forms(v.expose())).collect();
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
     let mut out = text.to_owned();
-    for v in values {
-        if !v.expose().is_empty() {
-            out = out.replace(v.expose(), "[redacted]");
+    for form in &forms {
+        if out.contains(form.as_str()) {
+            out = out.replace(form.as_str(), "[redacted]");
         }
     }
     out
@@ -674,6 +779,44 @@ mod tests {
         for bad in ["", "/abs", "a//b", "a/../b", "trailing/", "sp ace", "x\n"] {
             assert!(check_path(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn encodings_of_values_are_redacted() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        let secret = "n3w/Secret+value?&= ~ok";
+        let v = SecretValue::new(secret);
+        let exact = vec![
+            STANDARD.encode(secret),
+            STANDARD_NO_PAD.encode(secret),
+            URL_SAFE.encode(secret),
+            URL_SAFE_NO_PAD.encode(secret),
+            hex::encode(secret),
+            hex::encode_upper(secret),
+            "n3w%2FSecret%2Bvalue%3F%26%3D%20~ok".to_owned(),
+            "n3w%2fSecret%2bvalue%3f%26%3d%20~ok".to_owned(),
+            "n3w%2FSecret%2Bvalue%3F%26%3D+~ok".to_owned(),
+            "n3w%2FSecret%2Bvalue%3F%26%3D%20%7Eok".to_owned(),
+        ];
+        for form in exact {
+            assert_eq!(redact(&format!("before {form} after"), &[&v]), "before [redacted] after", "{form}");
+        }
+        // Base64 of a document holding the value, at each alignment: at
+        // most the few characters mixing the value with its neighbours stay.
+        for prefix in ["", "x", "xy", "{\"password\":\""] {
+            let doc = format!("{prefix}{secret}\"}}");
+            for form in [STANDARD.encode(&doc), URL_SAFE_NO_PAD.encode(&doc)] {
+                let out = redact(&format!("before {form} after"), &[&v]);
+                let rest = out.replace("[redacted]", "");
+                assert!(out.contains("[redacted]"), "{form}: {out}");
+                assert!(rest.len() <= "before  after".len() + 4 + prefix.len() * 4 / 3 + 4, "{form}: {out}");
+            }
+        }
+        // Short values are redacted as they are only.
+        let short = SecretValue::new("abc");
+        assert_eq!(redact("616263 YWJj abc", &[&short]), "616263 YWJj [redacted]");
+        assert!(redaction_forms("").is_empty());
     }
 
     #[test]

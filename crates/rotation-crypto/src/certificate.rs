@@ -458,6 +458,7 @@ fn issue(ctx: &StepContext) -> Result<StepOutput> {
         log,
         value: Some(SecretValue::new(std::mem::take(&mut *pem))),
         attributes,
+        stdout: None,
     })
 }
 

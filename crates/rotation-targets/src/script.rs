@@ -40,11 +40,16 @@ const BASE_ENV: [&str; 8] = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL"
 ///
 /// Exit status 0 is success; any other status fails the step
 /// (`verification_failed` for `test`, `rotation_failed` otherwise) with the
-/// exit code and the tail of stderr in the message. The last 64 KiB of
-/// stdout and stderr are kept and returned in [`StepOutput::log`]
-/// (`script set: exit 0; stdout: ...; stderr: ...`), every value of the
-/// step redacted. A script still running at the timeout (60 s by default)
-/// is killed with its process group and fails the step.
+/// exit code and the tail of stderr in the message. On success
+/// [`StepOutput::log`] is `script set: exit 0; stderr: ...` with the last
+/// 2000 characters of stderr. Stdout is not kept: a script may print a
+/// value in a form redaction does not know. Only when the secret's
+/// `script_log` setting is on, its last 64 KiB are returned in
+/// [`StepOutput::stdout`], a field of its own that servers show to admins
+/// only. Every value of the step is redacted from both, as is and in its
+/// common encodings (base64, hex, percent-encoding). A script still running
+/// at the timeout (60 s by default) is killed with its process group and
+/// fails the step.
 ///
 /// In `create` a script may produce the new value: if its stdout is a JSON
 /// object with a string `value` (and optionally `attributes`, an object of
@@ -264,7 +269,6 @@ impl ScriptTarget {
                 output.attributes = attributes;
             }
         }
-        let out = stdout.lock().map(|c| c.text(&redactor)).unwrap_or_default();
         let err = stderr.lock().map(|c| c.text(&redactor)).unwrap_or_default();
         if !code.success() {
             let how = describe_status(code);
@@ -278,12 +282,11 @@ impl ScriptTarget {
                 ),
             ));
         }
-        output.log = format!(
-            "script {}: exit 0; stdout: {}; stderr: {}",
-            step.as_str(),
-            out.trim_end(),
-            err.trim_end()
-        );
+        output.log = format!("script {}: exit 0; stderr: {}", step.as_str(), tail(&err, MESSAGE_TAIL));
+        if ctx.secret.config.script_log {
+            let out = stdout.lock().map(|c| c.text(&redactor)).unwrap_or_default();
+            output.stdout = Some(out.trim_end().to_owned());
+        }
         Ok(output)
     }
 }

@@ -2,14 +2,16 @@
 //! userinfo and the step-to-reason mapping.
 
 use rotation_core::ports::{Step, StepContext};
-use rotation_core::secret::{SecretValue, redact};
+use rotation_core::secret::{SecretValue, redaction_forms};
 use rotation_core::{Error, Reason};
 
 /// Every secret value of a step (plus extra ones an adapter knows of, such
 /// as the admin password inside a connection URL), in the forms they may
-/// show up in captured text: as is and JSON-escaped.
+/// show up in captured text ([`redaction_forms`]: as is, JSON-escaped,
+/// base64, hex, percent-encoded).
 pub(crate) struct Redactor {
-    /// Longest first, so a value containing another is replaced whole.
+    /// Every form of every value, longest first, so a value containing
+    /// another is replaced whole.
     values: Vec<SecretValue>,
 }
 
@@ -39,29 +41,28 @@ impl Redactor {
         r
     }
 
-    /// Adds a value (and its JSON-escaped form when that differs).
+    /// Adds a value in all its [`redaction_forms`].
     pub(crate) fn add(&mut self, value: &str) {
-        if value.is_empty() {
-            return;
-        }
-        let escaped = serde_json::to_string(value).unwrap_or_default();
-        let escaped = escaped.get(1..escaped.len().saturating_sub(1)).unwrap_or_default();
-        if !escaped.is_empty() && escaped != value {
-            self.values.push(SecretValue::new(escaped));
-        }
-        self.values.push(SecretValue::new(value));
+        self.values
+            .extend(redaction_forms(value).into_iter().map(SecretValue::new));
         self.values.sort_by_key(|v| std::cmp::Reverse(v.expose().len()));
+        self.values.dedup();
     }
 
-    /// The length in bytes of the longest value.
+    /// The length in bytes of the longest form of a value.
     pub(crate) fn longest(&self) -> usize {
         self.values.first().map_or(0, |v| v.expose().len())
     }
 
-    /// `text` with every value replaced by `[redacted]`.
+    /// `text` with every form of every value replaced by `[redacted]`.
     pub(crate) fn apply(&self, text: &str) -> String {
-        let refs: Vec<&SecretValue> = self.values.iter().collect();
-        redact(text, &refs)
+        let mut out = text.to_owned();
+        for v in &self.values {
+            if out.contains(v.expose()) {
+                out = out.replace(v.expose(), "[redacted]");
+            }
+        }
+        out
     }
 }
 
@@ -112,6 +113,22 @@ mod tests {
         let out = r.apply(r#"{"v":"pa\"ss"} raw pa"ss and pa"#);
         assert!(!out.contains("pa"), "{out}");
         assert_eq!(r.longest(), 6);
+    }
+
+    #[test]
+    fn redacts_base64_hex_and_percent_encodings() {
+        let r = Redactor::for_step_values(&["new-value/42?"]);
+        for shown in [
+            "bmV3LXZhbHVlLzQyPw==",
+            "bmV3LXZhbHVlLzQyPw",
+            "6e65772d76616c75652f34323f",
+            "6E65772D76616C75652F34323F",
+            "new-value%2F42%3F",
+            "new-value%2f42%3f",
+        ] {
+            assert_eq!(r.apply(&format!("out: {shown}.")), "out: [redacted].", "{shown}");
+        }
+        assert!(r.longest() >= "6e65772d76616c75652f34323f".len());
     }
 
     #[test]

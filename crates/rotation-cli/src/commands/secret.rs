@@ -40,6 +40,7 @@ pub(crate) async fn run(ctx: &Context, command: SecretCommand) -> Result<()> {
             admin_secret,
             role,
             script,
+            script_log,
             verify,
             ca,
             ca_secret,
@@ -57,6 +58,7 @@ pub(crate) async fn run(ctx: &Context, command: SecretCommand) -> Result<()> {
             let settings_given = admin_secret.is_some()
                 || role.is_some()
                 || script.is_some()
+                || script_log
                 || !verify.is_empty()
                 || ca
                 || ca_secret.is_some()
@@ -79,6 +81,7 @@ pub(crate) async fn run(ctx: &Context, command: SecretCommand) -> Result<()> {
                     c.verify = verify;
                 }
                 c.ca |= ca;
+                c.script_log |= script_log;
                 c.validity_days = validity_days.or(c.validity_days);
                 c.renew_before_days = renew_before_days.or(c.renew_before_days);
                 SecretConfig { ..c }

@@ -365,6 +365,58 @@ fn a_failing_script_rolls_back_orphans_after_retries_and_no_value_leaks() {
 }
 
 #[test]
+fn script_stdout_is_kept_only_with_script_log_and_apart_from_the_log() {
+    let env = Env::init();
+    let script = env.dir.path().join("encode.sh");
+    // Prints the new value base64- and hex-encoded on stdout, and a note on stderr.
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+value=$(sed -e 's/.*"pending":"\([^"]*\)".*/\1/')
+printf 'step %s b64=%s hex=%s\n' "$1" "$(printf '%s' "$value" | base64 -w0)" \
+  "$(printf '%s' "$value" | od -An -tx1 | tr -d ' \n')"
+echo "note for $1" >&2
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = script.to_str().unwrap();
+    env.ok(&["secret", "put", "svc/quiet", "--value", "first-value-1234", "--script", script]);
+    env.ok(&["secret", "put", "svc/logged", "--value", "first-value-5678", "--script", script, "--script-log"]);
+    for path in ["svc/quiet", "svc/logged"] {
+        env.ok(&["secret", "rotate", path]);
+        let new = env.ok(&["secret", "get", path]).trim().to_owned();
+        let text = env.ok(&["--output", "json", "secret", "history", path]);
+        let audit = env.ok(&["--output", "json", "audit", "list", "--limit", "500"]);
+        use base64::Engine as _;
+        for form in [
+            new.clone(),
+            base64::engine::general_purpose::STANDARD.encode(&new),
+            hex::encode(&new),
+        ] {
+            assert!(!text.contains(&form) && !audit.contains(&form), "{path}: {form} leaked");
+        }
+        let history: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let steps = history[0]["steps"].as_array().unwrap();
+        let set = steps.iter().find(|s| s["step"] == "set").unwrap();
+        assert!(
+            set["log"].as_str().unwrap().starts_with("script set: exit 0; stderr: note for set"),
+            "{set}"
+        );
+        if path == "svc/quiet" {
+            // By default no step keeps stdout: the field is absent.
+            assert!(steps.iter().all(|s| s.get("stdout").is_none()), "{text}");
+            assert!(!text.contains("b64=") && !audit.contains("b64="), "{text}");
+        } else {
+            assert_eq!(set["stdout"], "step set b64=[redacted] hex=[redacted]", "{set}");
+            assert!(!set["log"].as_str().unwrap().contains("b64="), "{set}");
+        }
+    }
+    let logged = env.json(&["secret", "status", "svc/logged"]);
+    assert!(logged.is_object());
+}
+
+#[test]
 fn secrets_survive_master_key_rotation_and_backups_and_appear_in_the_report() {
     let mut env = Env::new();
     env.password = Some("first password".into());

@@ -344,14 +344,21 @@ impl Engine {
         result: Result<StepOutput>,
         drafts: &mut Vec<AuditDraft>,
     ) -> Result<StepOutput> {
-        let values = ctx.values();
+        let mut values = ctx.values();
         match result {
             Ok(out) => {
+                // A value the step made (create) is a secret too.
+                values.extend(out.value.as_ref());
+                let mut details = json!({"step": name, "ok": true, "log": redact(&out.log, &values)});
+                if let Some(stdout) = &out.stdout {
+                    // Its own key: only admins are shown a script's stdout.
+                    details["stdout"] = json!(redact(stdout, &values));
+                }
                 let draft = self.draft(
                     event::SECRET_STEP,
                     live.run.target.clone(),
                     Some(live.run.rotation_id),
-                    json!({"step": name, "ok": true, "log": redact(&out.log, &values)}),
+                    details,
                 );
                 drafts.push(draft);
                 Ok(out)

@@ -61,8 +61,14 @@ pub struct StepRecord {
     pub step: String,
     /// Whether it succeeded.
     pub ok: bool,
-    /// Its output (redacted: never a secret value).
+    /// Its output (redacted: never a secret value): what was done, or a
+    /// script's exit status and stderr tail.
     pub log: String,
+    /// A script's stdout (redacted), kept only when the secret's
+    /// `script_log` setting is on; apart from `log` so that servers can
+    /// show it to admins only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
 }
 
 /// One rotation of a secret (seed 003's history entry).
@@ -479,6 +485,7 @@ impl Engine {
                     step: e.details["step"].as_str().unwrap_or_default().to_owned(),
                     ok: e.details["ok"].as_bool().unwrap_or(false),
                     log: e.details["log"].as_str().unwrap_or_default().to_owned(),
+                    stdout: e.details["stdout"].as_str().map(str::to_owned),
                 })
                 .collect();
             history.push(history_entry(&run, steps, now));

@@ -131,9 +131,16 @@ impl StepContext {
 /// What a step produced.
 #[derive(Debug, Default)]
 pub struct StepOutput {
-    /// Human-readable output (script stdout/stderr, what was changed). The
-    /// engine redacts every secret value from it before it is recorded.
+    /// Human-readable output (what was changed; a script's exit status and
+    /// the tail of its stderr). The engine redacts every secret value from
+    /// it before it is recorded (audit `secret_step` details `log`, history
+    /// steps' `log`), where every reader of the history sees it.
     pub log: String,
+    /// A script's stdout, kept only when the secret's `script_log` setting
+    /// asks for it, already redacted. Recorded apart from `log` (audit
+    /// `secret_step` details key `stdout`, history steps' `stdout`), so
+    /// that it can be shown to admins only; the engine redacts it again.
+    pub stdout: Option<String>,
     /// `create` only: the new value, when the target makes it (certificates, scripts).
     pub value: Option<SecretValue>,
     /// Non-secret attributes to keep with the new version (e.g. `not_after`).

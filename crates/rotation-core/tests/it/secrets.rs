@@ -96,11 +96,23 @@ impl CredentialTarget for Recorder {
             }
             _ => {}
         }
+        // `set` also reports stdout, as a script with `script_log` does,
+        // printing the new value base64- and hex-encoded.
+        let stdout = (ctx.step == rotation_core::ports::Step::Set).then(|| {
+            use base64::Engine as _;
+            let pending = ctx.pending.as_ref().map(|p| p.value.expose()).unwrap_or_default();
+            format!(
+                "b64={} hex={}",
+                base64::engine::general_purpose::STANDARD.encode(pending),
+                hex::encode(pending)
+            )
+        });
         Ok(StepOutput {
             log: format!(
                 "{step} ok; pending was {:?}",
                 ctx.pending.as_ref().map(|p| p.value.expose())
             ),
+            stdout,
             ..StepOutput::default()
         })
     }
@@ -263,6 +275,14 @@ async fn staged_rotation_moves_labels_after_verification() {
     let current = s.value("app/db", Stage::Current).await.unwrap();
     assert!(history[0].steps.iter().all(|x| !x.log.contains(&current)));
     assert!(history[0].steps.iter().any(|x| x.log.contains("[redacted]")));
+    // Stdout is recorded apart from the log, its encodings of the value redacted.
+    let set = history[0].steps.iter().find(|x| x.step == "set").unwrap();
+    assert_eq!(set.stdout.as_deref(), Some("b64=[redacted] hex=[redacted]"));
+    assert!(!set.log.contains("b64="), "{}", set.log);
+    assert!(history[0].steps.iter().filter(|x| x.step != "set").all(|x| x.stdout.is_none()));
+    let json = serde_json::to_value(&history[0].steps).unwrap();
+    assert!(json[0].get("stdout").is_none(), "absent, not null: {json}");
+    assert_eq!(json[1]["stdout"], "b64=[redacted] hex=[redacted]");
 }
 
 #[tokio::test]

@@ -26,6 +26,13 @@ fn script_ctx(script: &str, step: Step) -> StepContext {
     ctx(secret("app/api-key", SecretType::ApiKey, config), step)
 }
 
+/// `script_ctx` with the `script_log` setting on (stdout kept).
+fn logged_ctx(script: &str, step: Step) -> StepContext {
+    let mut c = script_ctx(script, step);
+    c.secret.config.script_log = true;
+    c
+}
+
 #[tokio::test]
 async fn a_succeeding_script_gets_the_values_on_stdin_and_its_output_is_redacted() {
     let dir = tempfile::tempdir().unwrap();
@@ -40,13 +47,19 @@ echo "note from $1" >&2"#,
     );
     let (current, pending) = (random("cur-SECRET"), random("pend-SECRET"));
     let target = ScriptTarget::new();
+
+    // By default stdout is not kept: the exit status and stderr only.
     let set = with_values(&script_ctx(&script, Step::Set), Some(&current), Some(&pending));
     let out = target.run(&set).await.unwrap();
-    let log = &out.log;
-    assert!(
-        log.starts_with("script set: exit 0; stdout: arg=set argc=1 input={"),
-        "{log}"
-    );
+    assert_eq!(out.log, "script set: exit 0; stderr: note from set");
+    assert_eq!(out.stdout, None);
+
+    // With `script_log`, stdout is kept (redacted) in its own field.
+    let set = with_values(&logged_ctx(&script, Step::Set), Some(&current), Some(&pending));
+    let out = target.run(&set).await.unwrap();
+    assert_eq!(out.log, "script set: exit 0; stderr: note from set");
+    let log = out.stdout.as_deref().expect("script_log keeps stdout");
+    assert!(log.starts_with("arg=set argc=1 input={"), "{log}");
     for field in [
         r#""path":"app/api-key""#,
         r#""step":"set""#,
@@ -62,7 +75,6 @@ echo "note from $1" >&2"#,
         log.contains(&format!(r#""rotation_id":"{}""#, set.rotation_id)),
         "{log}"
     );
-    assert!(log.contains("stderr: note from set"), "{log}");
     assert!(!log.contains("in the environment"), "{log}");
     assert!(!log.contains(&current) && !log.contains(&pending), "{log}");
     assert!(out.value.is_none());
@@ -70,7 +82,8 @@ echo "note from $1" >&2"#,
     // Every step is passed by name.
     for step in [Step::Create, Step::Test, Step::Finish, Step::Rollback, Step::Disable] {
         let out = target.run(&at(&set, step)).await.unwrap();
-        assert!(out.log.contains(&format!("arg={} ", step.as_str())), "{}", out.log);
+        let stdout = out.stdout.unwrap_or_default();
+        assert!(stdout.contains(&format!("arg={} ", step.as_str())), "{stdout}");
     }
 }
 
@@ -177,9 +190,83 @@ esac"#,
     assert_eq!(out.value.as_ref().map(|v| v.expose()), Some("made-by-script-XYZ"));
     assert_eq!(out.attributes.get("key_id").map(String::as_str), Some("k1"));
     assert!(!out.log.contains("made-by-script-XYZ"), "{}", out.log);
+    assert_eq!(out.stdout, None);
+    let out = target.run(&logged_ctx(&script, Step::Create)).await.unwrap();
+    assert_eq!(out.value.as_ref().map(|v| v.expose()), Some("made-by-script-XYZ"));
+    let stdout = out.stdout.unwrap();
+    assert!(stdout.contains("[redacted]") && !stdout.contains("made-by-script-XYZ"), "{stdout}");
 
-    let out = target.run(&script_ctx(&script, Step::Set)).await.unwrap();
-    assert!(out.log.len() < 70 * 1024, "log is {} bytes", out.log.len());
-    assert!(out.log.contains("[… truncated]") && out.log.contains("tail-marker"));
+    let out = target.run(&logged_ctx(&script, Step::Set)).await.unwrap();
+    let stdout = out.stdout.unwrap();
+    assert!(stdout.len() < 70 * 1024, "stdout is {} bytes", stdout.len());
+    assert!(stdout.contains("[… truncated]") && stdout.contains("tail-marker"));
     assert!(out.value.is_none(), "only create produces a value");
+}
+
+#[tokio::test]
+async fn encodings_of_the_values_never_leak_and_stderr_is_a_bounded_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    // Prints the new value in base64 (padded, unpadded, URL-safe, inside
+    // a JSON document), hex and percent-encoded, on stdout and stderr.
+    let script = write_script(
+        dir.path(),
+        "encode.sh",
+        r#"value=$(sed -e 's/.*"pending":"\([^"]*\)".*/\1/')
+head -c 5000 /dev/zero | tr '\0' 'e' >&2
+echo >&2
+for fd in 1 2; do
+  {
+    printf 'b64=%s\n' "$(printf '%s' "$value" | base64 -w0)"
+    printf 'b64nopad=%s\n' "$(printf '%s' "$value" | base64 -w0 | tr -d '=')"
+    printf 'b64url=%s\n' "$(printf '%s' "$value" | base64 -w0 | tr '+/' '-_')"
+    printf 'doc=%s\n' "$(printf '{"password":"%s"}' "$value" | base64 -w0)"
+    printf 'hex=%s\n' "$(printf '%s' "$value" | od -An -tx1 | tr -d ' \n')"
+    printf 'HEX=%s\n' "$(printf '%s' "$value" | od -An -tx1 | tr -d ' \n' | tr 'a-f' 'A-F')"
+    printf 'pct=%s\n' "$(printf '%s' "$value" | sed -e 's|/|%2F|g; s|+|%2B|g; s|?|%3F|g')"
+  } >&$fd
+done
+echo 'stderr-end' >&2"#,
+        0o755,
+    );
+    let pending = format!("{}/+?x", random("pend-SECRET"));
+    let current = random("cur-SECRET");
+    let target = ScriptTarget::new();
+    let encodings = |v: &str| {
+        let hex: String = v.bytes().map(|b| format!("{b:02x}")).collect();
+        vec![
+            v.to_owned(),
+            hex.clone(),
+            hex.to_uppercase(),
+            v.replace('/', "%2F").replace('+', "%2B").replace('?', "%3F"),
+        ]
+    };
+    for logged in [false, true] {
+        let base = if logged {
+            logged_ctx(&script, Step::Set)
+        } else {
+            script_ctx(&script, Step::Set)
+        };
+        let set = with_values(&base, Some(&current), Some(&pending));
+        let out = target.run(&set).await.unwrap();
+        let stdout = out.stdout.clone().unwrap_or_default();
+        assert_eq!(out.stdout.is_some(), logged);
+        for text in [&out.log, &stdout] {
+            for form in encodings(&pending) {
+                assert!(!text.contains(&form), "{form} in {text}");
+            }
+            // No line keeps more than the few characters at a base64 edge.
+            for line in text.lines().filter(|l| l.contains('=')) {
+                let shown = line.split_once('=').map_or("", |(_, v)| v).replace("[redacted]", "");
+                assert!(shown.trim_end_matches('=').len() <= 28, "{line}");
+            }
+        }
+        if logged {
+            assert!(stdout.starts_with("b64=[redacted]"), "{stdout}");
+            assert!(stdout.contains("hex=[redacted]") && stdout.contains("pct=[redacted]"), "{stdout}");
+        }
+        // stderr: its last 2000 characters only.
+        assert!(out.log.ends_with("stderr-end"), "{}", out.log);
+        assert!(out.log.chars().count() < 2100, "{} chars", out.log.chars().count());
+        assert!(out.log.contains("stderr: …e") && out.log.contains("b64=[redacted]"), "{}", out.log);
+    }
 }
