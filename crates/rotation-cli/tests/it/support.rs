@@ -11,6 +11,8 @@ pub(crate) struct Env {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) password: Option<String>,
     pub(crate) now: Option<String>,
+    /// `ROTATION_URL_ALLOWLIST` (e.g. `127.0.0.1` for local listeners).
+    pub(crate) url_allowlist: Option<String>,
 }
 
 impl Env {
@@ -20,6 +22,7 @@ impl Env {
             dir: tempfile::tempdir().unwrap(),
             password: None,
             now: None,
+            url_allowlist: None,
         }
     }
 
@@ -62,6 +65,9 @@ impl Env {
         }
         if let Some(n) = &self.now {
             c.env("ROTATION_NOW", n);
+        }
+        if let Some(a) = &self.url_allowlist {
+            c.env("ROTATION_URL_ALLOWLIST", a);
         }
         c
     }
