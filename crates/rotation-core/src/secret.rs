@@ -800,7 +800,11 @@ mod tests {
             "n3w%2FSecret%2Bvalue%3F%26%3D%20%7Eok".to_owned(),
         ];
         for form in exact {
-            assert_eq!(redact(&format!("before {form} after"), &[&v]), "before [redacted] after", "{form}");
+            assert_eq!(
+                redact(&format!("before {form} after"), &[&v]),
+                "before [redacted] after",
+                "{form}"
+            );
         }
         // Base64 of a document holding the value, at each alignment: at
         // most the few characters mixing the value with its neighbours stay.
@@ -810,7 +814,10 @@ mod tests {
                 let out = redact(&format!("before {form} after"), &[&v]);
                 let rest = out.replace("[redacted]", "");
                 assert!(out.contains("[redacted]"), "{form}: {out}");
-                assert!(rest.len() <= "before  after".len() + 4 + prefix.len() * 4 / 3 + 4, "{form}: {out}");
+                assert!(
+                    rest.len() <= "before  after".len() + 4 + prefix.len() * 4 / 3 + 4,
+                    "{form}: {out}"
+                );
             }
         }
         // Short values are redacted as they are only.
