@@ -787,7 +787,7 @@ mod tests {
         use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
         let secret = "n3w/Secret+value?&= ~ok";
         let v = SecretValue::new(secret);
-        let exact = vec![
+        let exact = [
             STANDARD.encode(secret),
             STANDARD_NO_PAD.encode(secret),
             URL_SAFE.encode(secret),

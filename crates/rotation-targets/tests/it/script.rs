@@ -236,7 +236,7 @@ echo 'stderr-end' >&2"#,
     let target = ScriptTarget::new();
     let encodings = |v: &str| {
         let hex: String = v.bytes().map(|b| format!("{b:02x}")).collect();
-        vec![
+        [
             v.to_owned(),
             hex.clone(),
             hex.to_uppercase(),
