@@ -11,7 +11,7 @@ mod resolver;
 mod vault;
 
 pub use notify::notifier_from_env;
-pub use resolver::{AppResolver, KNOWN_TESTS};
+pub use resolver::{AppResolver, KNOWN_TESTS, check_policy_urls, check_verify_urls};
 pub use rotation_targets::BASE_ENV as CHILD_BASE_ENV;
 pub use vault::{VaultClient, VaultSettings};
 
@@ -40,6 +40,22 @@ pub const NOW_ENV: &str = "ROTATION_NOW";
 /// passwords (`init`, `master-key rotate`), e.g. `m=19456,t=2,p=1`; see
 /// [`kdf_cost_from_env`].
 pub const KDF_PARAMS_ENV: &str = "ROTATION_KDF_PARAMS";
+
+/// The allowlist of internal addresses `http:` tests and webhooks may
+/// reach, from `ROTATION_URL_ALLOWLIST` (comma-separated hosts, `host:port`,
+/// IP addresses, `ip:port` or CIDRs; see
+/// [`UrlAllowlist`](rotation_core::outbound::UrlAllowlist)); empty when unset.
+/// A malformed entry is `invalid_input` naming it.
+pub fn url_allowlist_from_env() -> Result<rotation_core::outbound::UrlAllowlist> {
+    match std::env::var(rotation_core::outbound::URL_ALLOWLIST_ENV) {
+        Ok(text) => rotation_core::outbound::UrlAllowlist::parse(&text),
+        Err(std::env::VarError::NotPresent) => Ok(Default::default()),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Error::invalid_input(format!(
+            "{} is not valid UTF-8",
+            rotation_core::outbound::URL_ALLOWLIST_ENV
+        ))),
+    }
+}
 
 /// Whether `url` names a PostgreSQL store (`postgres://` or `postgresql://`).
 pub fn is_postgres_url(url: &str) -> bool {
@@ -193,8 +209,12 @@ pub struct Identity {
 }
 
 /// An engine over explicit adapters with the ring crypto provider, the
-/// real secret targets ([`AppResolver`]) and the log notifier (add
-/// channels with [`notifier_from_env`] and `Engine::with_notifier`).
+/// real secret targets ([`AppResolver`], its `http:` tests allowed the
+/// internal addresses of [`url_allowlist_from_env`]; none when that is
+/// malformed, which the CLI and [`notifier_from_env`] report) and the log
+/// notifier (add channels with [`notifier_from_env`] and
+/// `Engine::with_notifier`). Replace the resolver with `Engine::with_resolver`
+/// and [`AppResolver::with_url_allowlist`] to give another allowlist.
 pub fn engine(
     store: Arc<dyn StateStore>,
     custody: Arc<dyn KeyCustody>,
@@ -207,7 +227,9 @@ pub fn engine(
         lease: identity.lease,
         ..EngineConfig::default()
     };
-    Engine::new(store, Arc::new(RingCrypto::new()), custody, clock, config).with_resolver(Arc::new(AppResolver::new()))
+    let allowlist = Arc::new(url_allowlist_from_env().unwrap_or_default());
+    Engine::new(store, Arc::new(RingCrypto::new()), custody, clock, config)
+        .with_resolver(Arc::new(AppResolver::new().with_url_allowlist(allowlist)))
 }
 
 /// Reads a master key file: 64 hex characters (32 bytes). The file must not

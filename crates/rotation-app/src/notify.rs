@@ -17,10 +17,13 @@ use rotation_notify::{Router, RouterConfig, Secret, SmtpConfig, SmtpTls};
 ///   `ROTATION_SMTP_PASSWORD`, `ROTATION_SMTP_FROM` (`mailto:` recipients
 ///   are refused without a host).
 ///
-/// `log` recipients always work.
+/// `log` recipients always work. Webhooks reach internal addresses only
+/// when `ROTATION_URL_ALLOWLIST` covers them (see
+/// [`url_allowlist_from_env`](crate::url_allowlist_from_env); a malformed
+/// allowlist is an error here).
 pub fn notifier_from_env(crypto: Arc<dyn CryptoProvider>) -> Result<Arc<dyn Notifier>> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let config = match var("ROTATION_NOTIFY_CONFIG") {
+    let mut config = match var("ROTATION_NOTIFY_CONFIG") {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| Error::invalid_input(format!("cannot read ROTATION_NOTIFY_CONFIG {path}: {e}")))?;
@@ -58,6 +61,7 @@ pub fn notifier_from_env(crypto: Arc<dyn CryptoProvider>) -> Result<Arc<dyn Noti
             }
         }
     };
+    config.url_allowlist = Arc::new(crate::url_allowlist_from_env()?);
     Ok(Arc::new(Router::from_config(&config, crypto)?))
 }
 

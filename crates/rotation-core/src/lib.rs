@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod keyring;
+pub mod outbound;
 pub mod policy;
 pub mod ports;
 pub mod run;

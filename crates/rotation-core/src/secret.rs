@@ -797,7 +797,7 @@ mod tests {
         use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
         let secret = "n3w/Secret+value?&= ~ok";
         let v = SecretValue::new(secret);
-        let exact = vec![
+        let exact = [
             STANDARD.encode(secret),
             STANDARD_NO_PAD.encode(secret),
             URL_SAFE.encode(secret),
@@ -810,7 +810,11 @@ mod tests {
             "n3w%2FSecret%2Bvalue%3F%26%3D%20%7Eok".to_owned(),
         ];
         for form in exact {
-            assert_eq!(redact(&format!("before {form} after"), &[&v]), "before [redacted] after", "{form}");
+            assert_eq!(
+                redact(&format!("before {form} after"), &[&v]),
+                "before [redacted] after",
+                "{form}"
+            );
         }
         // Base64 of a document holding the value, at each alignment: at
         // most the few characters mixing the value with its neighbours stay.
@@ -820,7 +824,10 @@ mod tests {
                 let out = redact(&format!("before {form} after"), &[&v]);
                 let rest = out.replace("[redacted]", "");
                 assert!(out.contains("[redacted]"), "{form}: {out}");
-                assert!(rest.len() <= "before  after".len() + 4 + prefix.len() * 4 / 3 + 4, "{form}: {out}");
+                assert!(
+                    rest.len() <= "before  after".len() + 4 + prefix.len() * 4 / 3 + 4,
+                    "{form}: {out}"
+                );
             }
         }
         // Short values are redacted as they are only.

@@ -246,7 +246,11 @@ async fn a_ca_and_a_leaf_it_issued_pass_and_the_chain_is_checked() {
     let inter_der = der(&certs_of(inter.expose())[0]);
     let (_, inter_cert) = parse_x509_certificate(&inter_der).unwrap();
     assert!(inter_cert.is_ca());
-    assert_eq!(path_len_of(&inter_cert), Some(Some(0)), "issued CAs carry pathLenConstraint 0");
+    assert_eq!(
+        path_len_of(&inter_cert),
+        Some(Some(0)),
+        "issued CAs carry pathLenConstraint 0"
+    );
     test_step(&inter_s, &inter, &refs, t0()).await.unwrap();
     let leaf2_s = secret("app/api", leaf_config("ca/issuing"));
     let (leaf2, _) = create(&leaf2_s, &[("ca/issuing", &inter)], t0()).await;
@@ -661,7 +665,10 @@ async fn issued_certificates_verify_with_openssl() {
     let inter_now_key = write("inter-now.key", &key_of(inter_now.expose()));
     let leaf_now_pem = write("leaf-now.pem", &certs_of(leaf_now.expose())[0]);
     let leaf_now_key = write("leaf-now.key", &key_of(leaf_now.expose()));
-    let ext = write("ca.ext", "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n");
+    let ext = write(
+        "ca.ext",
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    );
     let forge = |name: &str, issuer: &std::path::Path, issuer_key: &std::path::Path, ca: bool| {
         let key = dir.path().join(format!("{name}.key"));
         let csr = dir.path().join(format!("{name}.csr"));
@@ -733,13 +740,19 @@ async fn issued_certificates_verify_with_openssl() {
         untrusted.as_os_str(),
         below_sub.as_os_str(),
     ]);
-    assert!(!ok && out.contains("path length constraint exceeded"), "openssl verify below a pathlen 0 CA: {out}");
+    assert!(
+        !ok && out.contains("path length constraint exceeded"),
+        "openssl verify below a pathlen 0 CA: {out}"
+    );
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
     let bundle = SecretValue::new(
         read(&below_sub) + &read(&sub_ca) + &read(&inter_now_pem) + &read(&ca_now_pem) + &read(&below_sub_key),
     );
     let s = secret("app/forged", SecretConfig::default());
-    fails(test_step(&s, &bundle, &[], now).await, "allows 0 CA certificate(s) below it");
+    fails(
+        test_step(&s, &bundle, &[], now).await,
+        "allows 0 CA certificate(s) below it",
+    );
     // The PKCS#8 key is readable and matches the certificate.
     let (ok, cert_pub) = run(&[
         &os("x509"),

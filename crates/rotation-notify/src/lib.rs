@@ -64,7 +64,18 @@
 //! `backoff_base_ms × 2^(n-1)` before the n-th retry; a 4xx other than 408
 //! and 429 is not retried (the receiver refused the request). These retries
 //! only smooth over short blips: the outbox redelivers later what failed.
+//!
+//! # Destinations
+//!
+//! Webhooks are never posted to loopback, private, link-local (cloud
+//! metadata) or other internal addresses unless the allowlist
+//! (`ROTATION_URL_ALLOWLIST`, [`RouterConfig::url_allowlist`],
+//! [`WebhookClient::with_allowlist`]) covers them: the host is resolved
+//! once per delivery and only allowed addresses are used. A refused
+//! destination is `invalid_policy`; [`check_webhook_url`] checks a URL
+//! before it is stored.
 
+mod guard;
 mod router;
 mod secret;
 mod smtp;
@@ -74,5 +85,6 @@ pub use router::{Recipient, Router, RouterConfig};
 pub use secret::Secret;
 pub use smtp::{SmtpConfig, SmtpNotifier, SmtpTls};
 pub use webhook::{
-    EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookClient, WebhookNotifier, WebhookOptions, signature,
+    EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookClient, WebhookNotifier, WebhookOptions,
+    check_webhook_url, signature,
 };

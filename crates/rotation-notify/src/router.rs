@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rotation_core::outbound::UrlAllowlist;
 use rotation_core::ports::{CryptoProvider, LogNotifier, Notification, Notifier};
 use rotation_core::{Error, Result};
 use serde::Deserialize;
@@ -29,6 +30,11 @@ pub struct RouterConfig {
     pub webhook: WebhookOptions,
     /// The SMTP relay; `mailto:` recipients are refused without it.
     pub smtp: Option<SmtpConfig>,
+    /// Internal addresses webhooks may still be posted to
+    /// (`ROTATION_URL_ALLOWLIST`, read by the binaries; not part of the
+    /// file). Empty by default: public addresses only.
+    #[serde(skip)]
+    pub url_allowlist: Arc<UrlAllowlist>,
 }
 
 /// A parsed notification recipient.
@@ -120,7 +126,10 @@ impl Router {
     pub fn from_config(config: &RouterConfig, crypto: Arc<dyn CryptoProvider>) -> Result<Self> {
         let mut router = Router::new();
         if let Some(secret) = &config.webhook_secret {
-            router.webhook = Some(WebhookClient::new(secret.clone(), crypto, config.webhook)?);
+            router.webhook = Some(
+                WebhookClient::new(secret.clone(), crypto, config.webhook)?
+                    .with_allowlist(config.url_allowlist.clone()),
+            );
         }
         if let Some(smtp) = &config.smtp {
             router.smtp = Some(SmtpNotifier::new(smtp)?);

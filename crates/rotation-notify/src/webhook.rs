@@ -13,6 +13,9 @@ use rotation_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use rotation_core::outbound::UrlAllowlist;
+
+use crate::guard;
 use crate::secret::Secret;
 
 /// Header carrying the notification's event type.
@@ -89,10 +92,15 @@ struct Payload<'a> {
 
 /// Posts signed notifications to webhook URLs with one shared HMAC secret.
 ///
-/// Cheap to clone (the HTTP connection pool is shared).
+/// Never posts to an internal address (loopback, private, link-local such
+/// as `169.254.169.254`, ...; see [`rotation_core::outbound`]) unless the
+/// allowlist given with [`WebhookClient::with_allowlist`] covers it (the
+/// default allowlist is empty): each delivery resolves the host once and
+/// connects to the allowed addresses only; a refused destination is
+/// `invalid_policy`. Proxy settings are ignored.
 #[derive(Clone)]
 pub struct WebhookClient {
-    http: reqwest::Client,
+    allowlist: Arc<UrlAllowlist>,
     secret: Secret,
     crypto: Arc<dyn CryptoProvider>,
     clock: Arc<dyn Clock>,
@@ -115,19 +123,19 @@ impl WebhookClient {
         if secret.is_empty() {
             return Err(Error::invalid_input("the webhook secret must not be empty"));
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(options.timeout_ms.max(1)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("rotation-notify/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::backend(format!("cannot build the webhook HTTP client: {}", e.without_url())))?;
         Ok(WebhookClient {
-            http,
+            allowlist: Arc::default(),
             secret,
             crypto,
             clock: Arc::new(SystemClock),
             options,
         })
+    }
+
+    /// The same client, also posting to the internal addresses `allowlist` covers.
+    pub fn with_allowlist(mut self, allowlist: Arc<UrlAllowlist>) -> Self {
+        self.allowlist = allowlist;
+        self
     }
 
     /// Uses `clock` for `sent_at` and the signature timestamp (tests).
@@ -148,6 +156,13 @@ impl WebhookClient {
     pub async fn send(&self, url: &str, notification: &Notification) -> Result<()> {
         let url = parse_url(url)?;
         let shown = shown_url(&url);
+        // One client per delivery: its resolver is bound to this URL's host and port.
+        let builder = reqwest::Client::builder()
+            .timeout(Duration::from_millis(self.options.timeout_ms.max(1)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("rotation-notify/", env!("CARGO_PKG_VERSION")));
+        let http = guard::client(builder, &url, &self.allowlist)
+            .map_err(|e| Error::new(e.reason, format!("webhook {shown}: {}", e.message)))?;
         let body = serde_json::to_vec(&Payload {
             event: &notification.event,
             target: &notification.target,
@@ -167,8 +182,7 @@ impl WebhookClient {
             }
             let timestamp = self.clock.now().timestamp();
             let signature = signature(self.crypto.as_ref(), self.secret.expose().as_bytes(), timestamp, &body);
-            let sent = self
-                .http
+            let sent = http
                 .post(url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(EVENT_HEADER, notification.event.as_str())
@@ -188,6 +202,12 @@ impl WebhookClient {
                     is_retryable(status)
                 }
                 Err(e) => {
+                    if let Some(refused) = guard::refusal(&e) {
+                        return Err(Error::new(
+                            refused.reason,
+                            format!("webhook {shown}: {}", refused.message),
+                        ));
+                    }
                     last = describe(e);
                     true
                 }
@@ -243,6 +263,18 @@ fn describe(e: reqwest::Error) -> String {
         Some(cause) => format!("{kind}: {cause}"),
         None => kind.to_owned(),
     }
+}
+
+/// Whether a webhook may be posted to `url` (`http` or `https`): resolves
+/// the host and refuses (`invalid_policy`, naming `scheme://host:port/path`
+/// only) when every address it has is internal and not covered by
+/// `allowlist`. A host that does not resolve now passes (deliveries check
+/// again). Used when a policy naming the recipient is stored.
+pub async fn check_webhook_url(url: &str, allowlist: &UrlAllowlist) -> Result<()> {
+    let url = parse_url(url)?;
+    guard::check_url(&url, allowlist)
+        .await
+        .map_err(|e| Error::new(e.reason, format!("webhook {}: {}", shown_url(&url), e.message)))
 }
 
 /// Parses a webhook URL; only `http` and `https` with a host are accepted.
@@ -301,6 +333,13 @@ impl WebhookNotifier {
             url: parse_url(url)?,
             client,
         })
+    }
+
+    /// The same notifier, also posting to the internal addresses `allowlist`
+    /// covers (see [`WebhookClient::with_allowlist`]).
+    pub fn with_allowlist(mut self, allowlist: Arc<UrlAllowlist>) -> Self {
+        self.client = self.client.with_allowlist(allowlist);
+        self
     }
 
     /// The client this notifier posts through.

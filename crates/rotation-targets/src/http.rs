@@ -1,12 +1,15 @@
 //! The `http:<URL>` verification test: a `GET` with the new value as bearer token.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
+use rotation_core::outbound::UrlAllowlist;
 use rotation_core::ports::{StepContext, StepOutput, Verifier};
 use rotation_core::{Error, Reason, Result};
 
+use crate::guard;
 use crate::text::{Redactor, display_url};
 
 /// Default time allowed for the whole request.
@@ -25,10 +28,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// shown to be wrong, the service was not there to ask. Userinfo in the
 /// URL is dropped from the request: the bearer token is the only credential
 /// sent. TLS is rustls (ring) with the webpki roots.
+///
+/// The token is never sent to an internal address (loopback, private,
+/// link-local such as `169.254.169.254`, ...; see
+/// [`rotation_core::outbound`]) unless the allowlist given with
+/// [`HttpVerifier::with_allowlist`] covers it (the default allowlist is
+/// empty): the host is resolved once, the request goes to the allowed
+/// addresses only, and a refused destination is `invalid_policy`.
+/// [`HttpVerifier::check_destination`] checks the same before a policy or
+/// secret naming the test is stored. Proxy settings are ignored.
 #[derive(Debug, Clone)]
 pub struct HttpVerifier {
     url: url::Url,
-    client: reqwest::Client,
+    timeout: Duration,
+    allowlist: Arc<UrlAllowlist>,
 }
 
 impl HttpVerifier {
@@ -50,18 +63,26 @@ impl HttpVerifier {
         }
         let _ = parsed.set_username("");
         let _ = parsed.set_password(None);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::backend(format!("http test: cannot build an HTTP client: {}", e.without_url())))?;
-        Ok(HttpVerifier { url: parsed, client })
+        Ok(HttpVerifier {
+            url: parsed,
+            timeout,
+            allowlist: Arc::default(),
+        })
+    }
+
+    /// The same verifier, also sending to the internal addresses `allowlist` covers.
+    pub fn with_allowlist(mut self, allowlist: Arc<UrlAllowlist>) -> Self {
+        self.allowlist = allowlist;
+        self
     }
 
     /// A verifier for a test named `http:<URL>` (e.g.
-    /// `http:https://example.com/health`); `invalid_input` for another name.
+    /// `http:https://example.com/health`), or named by the URL itself
+    /// (`https://example.com/health`); `invalid_input` for another name.
     pub fn from_test_name(name: &str) -> Result<Self> {
+        if name.starts_with("http://") || name.starts_with("https://") {
+            return Self::new(name);
+        }
         let url = name
             .strip_prefix("http:")
             .ok_or_else(|| Error::invalid_input("an http test is named http:<URL>"))?;
@@ -71,6 +92,16 @@ impl HttpVerifier {
     /// The URL checked (without userinfo).
     pub fn url(&self) -> &url::Url {
         &self.url
+    }
+
+    /// Whether the test may be sent to its URL: resolves the host and
+    /// refuses (`invalid_policy`) when every address it has is internal
+    /// and not allowed. A host that does not resolve now passes (it is
+    /// checked again when the test runs).
+    pub async fn check_destination(&self) -> Result<()> {
+        guard::check_url(&self.url, &self.allowlist)
+            .await
+            .map_err(|e| Error::new(e.reason, format!("http test {}: {}", display_url(&self.url), e.message)))
     }
 }
 
@@ -90,13 +121,21 @@ impl Verifier for HttpVerifier {
         })?;
         header.set_sensitive(true);
         let redactor = Redactor::for_step(ctx);
-        let response = self
-            .client
+        let builder = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(self.timeout))
+            .redirect(reqwest::redirect::Policy::none());
+        let client = guard::client(builder, &self.url, &self.allowlist)
+            .map_err(|e| Error::new(e.reason, format!("http test {url}: {}", e.message)))?;
+        let response = client
             .get(self.url.clone())
             .header(AUTHORIZATION, header)
             .send()
             .await
             .map_err(|e| {
+                if let Some(refused) = guard::refusal(&e) {
+                    return Error::new(refused.reason, format!("http test {url}: {}", refused.message));
+                }
                 let what = if e.is_timeout() {
                     "no answer in time"
                 } else if e.is_connect() {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rotation_core::ports::{CredentialTarget, Step, StepContext, StepOutput, Verifier};
 use rotation_core::secret::{Secret, Strategy};
 use rotation_core::{Error, Reason, Result};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use crate::text::{Redactor, display_url, step_error};
@@ -39,6 +39,19 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// working at `set`).
 /// Every step is idempotent.
 ///
+/// TLS: connections to a host that is not this machine (not `localhost`,
+/// a loopback address or a Unix socket) use `sslmode=verify-full` unless
+/// the admin URL names another mode: the server's certificate must chain
+/// to the webpki roots (or to the `sslrootcert` file of the URL) and name
+/// the host. `sslmode=prefer` and `allow` are refused for such hosts (they
+/// fall back to plaintext when TLS is refused, silently); `require` and
+/// `verify-ca` are used as given, and so is `disable`, which an admin may
+/// choose for the admin connection (every message then crosses the network
+/// unencrypted, and a server asking for `password` authentication gets the
+/// admin password in cleartext), but the `login` test then refuses to run:
+/// it would offer the new password over that connection. Loopback
+/// connections keep the URL's mode (libpq's default `prefer`).
+///
 /// Errors: `invalid_input` for missing settings, `backend_unavailable` when
 /// the server cannot be reached (connect timeout 5 s by default),
 /// `verification_failed` when the login of `test` is refused,
@@ -61,6 +74,9 @@ struct Admin {
     options: PgConnectOptions,
     /// `host:port/database`.
     location: String,
+    /// A non-loopback host with `sslmode=disable`: a password may cross
+    /// the network in cleartext.
+    cleartext: bool,
 }
 
 impl PostgresRoleTarget {
@@ -142,7 +158,28 @@ impl PostgresRoleTarget {
             options.get_port(),
             options.get_database().unwrap_or(options.get_username())
         );
-        Ok(Admin { options, location })
+        let local = options.get_socket().is_some() || is_loopback_host(options.get_host());
+        let (options, cleartext) = match tls_mode(explicit_ssl_mode(&url), local) {
+            Ok(Some(mode)) => {
+                let cleartext = matches!(mode, PgSslMode::Disable);
+                if cleartext {
+                    tracing::warn!(location = %location, "PostgreSQL admin connection without TLS (sslmode=disable)");
+                }
+                (options.ssl_mode(mode), cleartext)
+            }
+            Ok(None) => (options, false),
+            Err(m) => {
+                return Err(Error::invalid_input(format!(
+                    "secret {path}: the admin URL {}: {m}",
+                    display_url(&url)
+                )));
+            }
+        };
+        Ok(Admin {
+            options,
+            location,
+            cleartext,
+        })
     }
 
     /// Opens a connection; `backend_unavailable` if the server cannot be
@@ -249,6 +286,13 @@ impl PostgresRoleTarget {
             .as_ref()
             .ok_or_else(|| Error::invalid_input(format!("secret {}: no new value to test", ctx.secret.path)))?;
         let admin = self.admin(ctx, redactor)?;
+        if admin.cleartext {
+            return Err(Error::invalid_input(format!(
+                "login as {role} on {}: refused to offer the new password over a connection without TLS \
+                 (sslmode=disable to a remote host); use sslmode=verify-full (the default) or require",
+                admin.location
+            )));
+        }
         let options = admin.options.clone().username(role).password(pending.value.expose());
         let who = format!("the login of role {role} with the new password");
         let mut conn = self
@@ -361,6 +405,53 @@ fn alter_role_sql(role: &str, password: Option<&str>) -> String {
     }
 }
 
+/// The `sslmode` the URL names (the last one, as libpq takes it), if any.
+fn explicit_ssl_mode(url: &url::Url) -> Option<String> {
+    url.query_pairs()
+        .filter(|(k, _)| k == "sslmode" || k == "ssl-mode")
+        .map(|(_, v)| v.into_owned())
+        .last()
+}
+
+/// Whether `host` is this machine: `localhost` (or a name under it), a
+/// loopback address, or a Unix socket directory.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
+    host.starts_with('/')
+        || lower == "localhost"
+        || lower.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
+            std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+            v4 => v4.is_loopback(),
+        })
+}
+
+/// The TLS mode to connect with, from the URL's explicit `sslmode` and
+/// whether the host is loopback: `None` keeps the URL's (and libpq's
+/// default) mode for loopback; for another host `verify-full` unless the
+/// URL names `disable`, `require`, `verify-ca` or `verify-full`; `prefer`
+/// and `allow` there are an error (they fall back to plaintext silently).
+fn tls_mode(explicit: Option<String>, loopback: bool) -> std::result::Result<Option<PgSslMode>, String> {
+    if loopback {
+        return Ok(None);
+    }
+    let Some(text) = explicit else {
+        return Ok(Some(PgSslMode::VerifyFull));
+    };
+    let mode: PgSslMode = text
+        .parse()
+        .map_err(|_| format!("unknown sslmode {:?}", text.chars().take(32).collect::<String>()))?;
+    match mode {
+        PgSslMode::Prefer | PgSslMode::Allow => Err(format!(
+            "sslmode={} may fall back to a connection without TLS to a remote host, sending the password \
+             unprotected; use verify-full (the default), verify-ca or require (or disable, knowingly)",
+            text.to_ascii_lowercase()
+        )),
+        mode => Ok(Some(mode)),
+    }
+}
+
 /// `name` as a quoted SQL identifier: `"` around it, inner `"` doubled
 /// (case and every other character kept, like `format('%I')`).
 fn quote_ident(name: &str) -> String {
@@ -390,7 +481,66 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{alter_role_sql, percent_decode, quote_ident};
+    use super::{
+        PgSslMode, alter_role_sql, explicit_ssl_mode, is_loopback_host, percent_decode, quote_ident, tls_mode,
+    };
+
+    #[test]
+    fn remote_hosts_default_to_verify_full_and_never_fall_back_silently() {
+        let mode = |url: &str| {
+            let url = url::Url::parse(url).unwrap();
+            let host = url.host_str().unwrap_or_default().to_owned();
+            tls_mode(explicit_ssl_mode(&url), is_loopback_host(&host)).map(|m| m.map(|m| format!("{m:?}")))
+        };
+        let some = |s: &str| Ok(Some(s.to_owned()));
+        // Remote: verify-full by default; explicit strict modes and disable kept.
+        assert_eq!(mode("postgres://a:pw@db.example.com/app"), some("VerifyFull"));
+        assert_eq!(mode("postgres://a:pw@10.1.2.3:5432/app"), some("VerifyFull"));
+        assert_eq!(
+            mode("postgres://a:pw@db.example.com/app?sslmode=require"),
+            some("Require")
+        );
+        assert_eq!(
+            mode("postgres://a:pw@db.example.com/app?sslmode=verify-ca"),
+            some("VerifyCa")
+        );
+        assert_eq!(
+            mode("postgres://a:pw@db.example.com/app?sslmode=disable"),
+            some("Disable")
+        );
+        assert_eq!(
+            mode("postgres://a:pw@db.example.com/app?ssl-mode=VERIFY-FULL"),
+            some("VerifyFull")
+        );
+        // The last sslmode wins, as in libpq.
+        assert_eq!(
+            mode("postgres://a@h.example/app?sslmode=disable&sslmode=require"),
+            some("Require")
+        );
+        // Modes that fall back to plaintext are refused for remote hosts.
+        for url in [
+            "postgres://a:pw@db.example.com/app?sslmode=prefer",
+            "postgres://a:pw@db.example.com/app?sslmode=allow",
+        ] {
+            let e = mode(url).unwrap_err();
+            assert!(e.contains("fall back") && !e.contains("pw"), "{e}");
+        }
+        assert!(mode("postgres://a@db.example.com/app?sslmode=bogus").is_err());
+        // Loopback keeps the URL's mode (None: unchanged).
+        for url in [
+            "postgres://a:pw@127.0.0.1:5432/app",
+            "postgres://a:pw@localhost/app?sslmode=prefer",
+            "postgres://a:pw@[::1]:5432/app?sslmode=disable",
+            "postgres://a:pw@127.0.0.2/app",
+        ] {
+            assert_eq!(mode(url), Ok(None), "{url}");
+        }
+        assert!(is_loopback_host("/var/run/postgresql"));
+        assert!(is_loopback_host("::ffff:127.0.0.1"));
+        assert!(!is_loopback_host("localhost.example.com"));
+        assert!(!is_loopback_host("192.168.1.10"));
+        assert!(matches!(tls_mode(None, false), Ok(Some(PgSslMode::VerifyFull))));
+    }
 
     #[test]
     fn decodes_userinfo() {

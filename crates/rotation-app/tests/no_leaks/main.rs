@@ -88,6 +88,7 @@ async fn no_secret_value_reaches_logs_errors_history_outbox_or_notifications() {
             timeout_ms: 5_000,
             ..SmtpConfig::new("127.0.0.1", "rotation@example.com")
         }),
+        url_allowlist: support::loopback(),
     };
     let router = Router::from_config(&config, Arc::new(rotation_crypto::RingCrypto::new())).unwrap();
     let env = Env::new().await.with_notifier(Arc::new(router));

@@ -30,6 +30,7 @@ async fn a_webhook_is_redelivered_after_the_listener_was_down_and_is_signed() {
             timeout_ms: 5_000,
         },
         smtp: None,
+        url_allowlist: crate::support::loopback(),
     };
     let router = Router::from_config(&config, Arc::new(rotation_crypto::RingCrypto::new())).unwrap();
     let env = Env::new().await.with_notifier(Arc::new(router));
@@ -102,6 +103,7 @@ async fn a_failed_rotation_is_mailed_through_the_outbox() {
             timeout_ms: 5_000,
             ..SmtpConfig::new("127.0.0.1", "rotation@example.com")
         }),
+        url_allowlist: crate::support::loopback(),
     };
     let router = Router::from_config(&config, Arc::new(rotation_crypto::RingCrypto::new())).unwrap();
     let env = Env::new().await.with_notifier(Arc::new(router));

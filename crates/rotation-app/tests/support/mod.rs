@@ -62,7 +62,9 @@ impl Env {
     }
 
     /// An engine as the binaries build it: `rotation_app::engine` (ring,
-    /// `AppResolver`), plus the notifier when one was given.
+    /// `AppResolver`), plus the notifier when one was given. Its `http:`
+    /// tests may reach 127.0.0.1 (the tests' listeners), as
+    /// `ROTATION_URL_ALLOWLIST=127.0.0.1` allows.
     pub(crate) fn engine(&self) -> Engine {
         let engine = rotation_app::engine(
             self.store.clone(),
@@ -73,12 +75,20 @@ impl Env {
                 actor: "test".into(),
                 lease: chrono::TimeDelta::seconds(60),
             },
-        );
+        )
+        .with_resolver(Arc::new(
+            rotation_app::AppResolver::new().with_url_allowlist(loopback()),
+        ));
         match &self.notifier {
             Some(n) => engine.with_notifier(n.clone()),
             None => engine,
         }
     }
+}
+
+/// The allowlist of these tests: their listeners are on 127.0.0.1.
+pub(crate) fn loopback() -> Arc<rotation_core::outbound::UrlAllowlist> {
+    Arc::new(rotation_core::outbound::UrlAllowlist::parse("127.0.0.1").unwrap())
 }
 
 /// Sets policy `name` (trigger: 365 days of age, so only what the test

@@ -13,6 +13,8 @@ pub(crate) async fn run(ctx: &Context, command: PolicyCommand) -> Result<()> {
     match command {
         PolicyCommand::Set { name, spec } => {
             let policy = spec.into_spec().into_policy(&name, engine.now())?;
+            // http: tests and webhooks may not point at internal addresses.
+            rotation_app::check_policy_urls(&policy, &rotation_app::url_allowlist_from_env()?).await?;
             let policy = engine.set_policy(policy).await?;
             show(out, &policy)
         }

@@ -86,6 +86,10 @@ pub(crate) async fn run(ctx: &Context, command: SecretCommand) -> Result<()> {
                 c.renew_before_days = renew_before_days.or(c.renew_before_days);
                 SecretConfig { ..c }
             });
+            if let Some(c) = &config {
+                // http: tests may not point at internal addresses.
+                rotation_app::check_verify_urls(&c.verify, &rotation_app::url_allowlist_from_env()?).await?;
+            }
             let (secret, version) = engine
                 .put_secret(PutSecret {
                     path,

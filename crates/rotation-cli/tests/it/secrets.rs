@@ -381,8 +381,25 @@ echo "note for $1" >&2
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let script = script.to_str().unwrap();
-    env.ok(&["secret", "put", "svc/quiet", "--value", "first-value-1234", "--script", script]);
-    env.ok(&["secret", "put", "svc/logged", "--value", "first-value-5678", "--script", script, "--script-log"]);
+    env.ok(&[
+        "secret",
+        "put",
+        "svc/quiet",
+        "--value",
+        "first-value-1234",
+        "--script",
+        script,
+    ]);
+    env.ok(&[
+        "secret",
+        "put",
+        "svc/logged",
+        "--value",
+        "first-value-5678",
+        "--script",
+        script,
+        "--script-log",
+    ]);
     for path in ["svc/quiet", "svc/logged"] {
         env.ok(&["secret", "rotate", path]);
         let new = env.ok(&["secret", "get", path]).trim().to_owned();
@@ -400,7 +417,10 @@ echo "note for $1" >&2
         let steps = history[0]["steps"].as_array().unwrap();
         let set = steps.iter().find(|s| s["step"] == "set").unwrap();
         assert!(
-            set["log"].as_str().unwrap().starts_with("script set: exit 0; stderr: note for set"),
+            set["log"]
+                .as_str()
+                .unwrap()
+                .starts_with("script set: exit 0; stderr: note for set"),
             "{set}"
         );
         if path == "svc/quiet" {
@@ -940,7 +960,9 @@ fn http_listener(
 #[test]
 fn an_http_verification_test_given_on_put_is_used_and_a_500_rolls_back() {
     use std::sync::atomic::{AtomicU16, Ordering};
-    let env = Env::init();
+    let mut env = Env::init();
+    // The listener is on loopback, which only the allowlist opens.
+    env.url_allowlist = Some("127.0.0.1".into());
     let status = std::sync::Arc::new(AtomicU16::new(200));
     let (addr, seen) = http_listener(std::sync::Arc::clone(&status));
     env.ok(&[
@@ -1005,4 +1027,68 @@ fn an_http_verification_test_given_on_put_is_used_and_a_500_rolls_back() {
     assert_eq!(steps.last(), Some(&"rollback"), "{steps:?}");
     let status_json = env.json(&["secret", "status", "svc/token"]);
     assert_eq!(status_json["current_version"], 2);
+}
+
+#[test]
+fn http_tests_and_webhooks_to_internal_addresses_are_refused_and_nothing_is_stored() {
+    let mut env = Env::init();
+    let (addr, seen) = http_listener(std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200)));
+    for verify in [
+        "http://169.254.169.254/x".to_owned(),
+        "http:http://169.254.169.254/latest/meta-data/".to_owned(),
+        format!("http:http://{addr}/check"),
+        format!("http:http://localhost:{}/check", addr.port()),
+        "http:http://[::1]/x".to_owned(),
+    ] {
+        let (reason, stderr) = env.fails(&["policy", "set", "p", "--interval-days", "1", "--verify", &verify]);
+        assert_eq!(reason, "invalid_policy", "{verify}: {stderr}");
+        assert!(stderr.contains("ROTATION_URL_ALLOWLIST"), "{verify}: {stderr}");
+    }
+    let (reason, stderr) = env.fails(&[
+        "policy",
+        "set",
+        "p",
+        "--interval-days",
+        "1",
+        "--notify",
+        "http://10.0.0.1/hook",
+    ]);
+    assert_eq!(reason, "invalid_policy", "{stderr}");
+    assert!(stderr.contains("`notify`") && stderr.contains("private"), "{stderr}");
+    let (reason, stderr) = env.fails(&[
+        "secret",
+        "put",
+        "svc/t",
+        "--value",
+        "v-1234567",
+        "--verify",
+        "http:http://169.254.169.254/x",
+    ]);
+    assert_eq!(reason, "invalid_policy", "{stderr}");
+    // Nothing was stored, nothing was sent.
+    assert_eq!(env.json(&["policy", "list"]), serde_json::json!([]));
+    assert_eq!(env.json(&["secret", "list"]), serde_json::json!([]));
+    assert!(seen.lock().unwrap().is_empty());
+
+    // Allowed by the allowlist: by address, host:port or CIDR.
+    for list in [
+        "127.0.0.1".to_owned(),
+        format!("localhost:{}", addr.port()),
+        "127.0.0.0/8".to_owned(),
+    ] {
+        env.url_allowlist = Some(list.clone());
+        env.ok(&[
+            "policy",
+            "set",
+            "p",
+            "--interval-days",
+            "1",
+            "--verify",
+            &format!("http:http://localhost:{}/check", addr.port()),
+        ]);
+    }
+    env.url_allowlist = Some("not a host".into());
+    let (reason, stderr) = env.fails(&["policy", "set", "q", "--interval-days", "1"]);
+    assert_eq!(reason, "invalid_input", "{stderr}");
+    assert!(stderr.contains("ROTATION_URL_ALLOWLIST"), "{stderr}");
 }

@@ -14,6 +14,8 @@ pub(crate) struct Env {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) password: Option<String>,
     pub(crate) now: Option<String>,
+    /// `ROTATION_URL_ALLOWLIST` (e.g. `127.0.0.1` for local listeners).
+    pub(crate) url_allowlist: Option<String>,
 }
 
 impl Env {
@@ -23,6 +25,7 @@ impl Env {
             dir: tempfile::tempdir().unwrap(),
             password: None,
             now: None,
+            url_allowlist: None,
         }
     }
 
@@ -69,6 +72,9 @@ impl Env {
         }
         if let Some(n) = &self.now {
             c.env("ROTATION_NOW", n);
+        }
+        if let Some(a) = &self.url_allowlist {
+            c.env("ROTATION_URL_ALLOWLIST", a);
         }
         c
     }

@@ -279,7 +279,13 @@ async fn staged_rotation_moves_labels_after_verification() {
     let set = history[0].steps.iter().find(|x| x.step == "set").unwrap();
     assert_eq!(set.stdout.as_deref(), Some("b64=[redacted] hex=[redacted]"));
     assert!(!set.log.contains("b64="), "{}", set.log);
-    assert!(history[0].steps.iter().filter(|x| x.step != "set").all(|x| x.stdout.is_none()));
+    assert!(
+        history[0]
+            .steps
+            .iter()
+            .filter(|x| x.step != "set")
+            .all(|x| x.stdout.is_none())
+    );
     let json = serde_json::to_value(&history[0].steps).unwrap();
     assert!(json[0].get("stdout").is_none(), "absent, not null: {json}");
     assert_eq!(json[1]["stdout"], "b64=[redacted] hex=[redacted]");

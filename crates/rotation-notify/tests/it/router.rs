@@ -6,7 +6,7 @@ use rotation_core::Reason;
 use rotation_core::ports::Notifier;
 use rotation_notify::{Router, RouterConfig, Secret, SmtpConfig, SmtpNotifier, SmtpTls, WebhookClient, WebhookOptions};
 
-use crate::support::{SECRET, crypto, http_receiver, notification, smtp_server, verify_signature};
+use crate::support::{SECRET, crypto, http_receiver, loopback, notification, smtp_server, verify_signature};
 
 fn config(smtp_port: Option<u16>) -> RouterConfig {
     RouterConfig {
@@ -21,6 +21,7 @@ fn config(smtp_port: Option<u16>) -> RouterConfig {
             tls: SmtpTls::None,
             ..SmtpConfig::new("127.0.0.1", "rotation@example.com")
         }),
+        url_allowlist: loopback(),
     }
 }
 
@@ -49,8 +50,11 @@ async fn routes_each_recipient_kind_to_its_channel() {
 #[tokio::test]
 async fn schemes_are_case_insensitive() {
     let (http, requests) = http_receiver(vec![200]).await;
-    let router = Router::new()
-        .with_webhook(WebhookClient::new(Secret::new(SECRET), crypto(), WebhookOptions::default()).unwrap());
+    let router = Router::new().with_webhook(
+        WebhookClient::new(Secret::new(SECRET), crypto(), WebhookOptions::default())
+            .unwrap()
+            .with_allowlist(loopback()),
+    );
     router
         .deliver(&format!("HTTP://{http}/upper"), &notification())
         .await

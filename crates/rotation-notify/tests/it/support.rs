@@ -17,6 +17,11 @@ use tokio::net::TcpListener;
 
 pub(crate) const SECRET: &str = "whsec-test-0123456789-abcdef";
 
+/// The allowlist of these tests: their receivers listen on 127.0.0.1.
+pub(crate) fn loopback() -> Arc<rotation_core::outbound::UrlAllowlist> {
+    Arc::new(rotation_core::outbound::UrlAllowlist::parse("127.0.0.1").unwrap())
+}
+
 pub(crate) fn crypto() -> Arc<dyn CryptoProvider> {
     Arc::new(rotation_crypto::RingCrypto::new())
 }

@@ -8,7 +8,7 @@ use rotation_core::ports::Notifier;
 use rotation_core::time::FixedClock;
 use rotation_notify::{Secret, WebhookClient, WebhookNotifier, WebhookOptions};
 
-use crate::support::{SECRET, closed_port, crypto, http_receiver, notification, verify_signature};
+use crate::support::{SECRET, closed_port, crypto, http_receiver, loopback, notification, verify_signature};
 
 fn fast() -> WebhookOptions {
     WebhookOptions {
@@ -23,7 +23,9 @@ async fn posts_signed_json_that_an_independent_hmac_verifies() {
     let (addr, seen) = http_receiver(vec![200]).await;
     let n = notification();
     let url = format!("http://{addr}/hooks/rotation?token=abc");
-    let notifier = WebhookNotifier::new(&url, Secret::new(SECRET), crypto(), fast()).unwrap();
+    let notifier = WebhookNotifier::new(&url, Secret::new(SECRET), crypto(), fast())
+        .unwrap()
+        .with_allowlist(loopback());
     notifier.notify(&n).await.unwrap();
 
     let seen = seen.lock().unwrap().clone();
@@ -71,6 +73,7 @@ async fn signature_matches_the_documented_construction_with_a_fixed_clock() {
     let (addr, seen) = http_receiver(vec![204]).await;
     let at = "2026-11-22T03:04:05.123456Z".parse().unwrap();
     let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast())
+        .map(|c| c.with_allowlist(loopback()))
         .unwrap()
         .with_clock(Arc::new(FixedClock(at)));
     let mut n = notification();
@@ -91,7 +94,9 @@ async fn signature_matches_the_documented_construction_with_a_fixed_clock() {
 #[tokio::test]
 async fn retries_server_errors_with_backoff_then_delivers() {
     let (addr, seen) = http_receiver(vec![500, 500, 200]).await;
-    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast()).unwrap();
+    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast())
+        .map(|c| c.with_allowlist(loopback()))
+        .unwrap();
     let started = Instant::now();
     client
         .send(&format!("http://{addr}/flaky"), &notification())
@@ -111,7 +116,9 @@ async fn retries_server_errors_with_backoff_then_delivers() {
 async fn gives_up_after_the_configured_attempts() {
     let (addr, seen) = http_receiver(vec![503]).await;
     let options = WebhookOptions { attempts: 2, ..fast() };
-    let client = WebhookClient::new(Secret::new(SECRET), crypto(), options).unwrap();
+    let client = WebhookClient::new(Secret::new(SECRET), crypto(), options)
+        .map(|c| c.with_allowlist(loopback()))
+        .unwrap();
     let err = client
         .send(
             &format!("http://user:hunter22@{addr}/down?sig=querysecret"),
@@ -132,7 +139,9 @@ async fn gives_up_after_the_configured_attempts() {
 #[tokio::test]
 async fn client_errors_are_not_retried() {
     let (addr, seen) = http_receiver(vec![401, 200]).await;
-    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast()).unwrap();
+    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast())
+        .map(|c| c.with_allowlist(loopback()))
+        .unwrap();
     let err = client
         .send(&format!("http://{addr}/auth"), &notification())
         .await
@@ -145,7 +154,9 @@ async fn client_errors_are_not_retried() {
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let (addr, seen) = http_receiver(vec![302]).await;
-    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast()).unwrap();
+    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast())
+        .map(|c| c.with_allowlist(loopback()))
+        .unwrap();
     let err = client
         .send(&format!("http://{addr}/moved"), &notification())
         .await
@@ -157,7 +168,9 @@ async fn redirects_are_not_followed() {
 #[tokio::test]
 async fn connection_refused_is_backend_unavailable_without_secrets() {
     let addr = closed_port().await;
-    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast()).unwrap();
+    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast())
+        .map(|c| c.with_allowlist(loopback()))
+        .unwrap();
     let err = client
         .send(
             &format!("http://admin:pa55word@{addr}/hook?api_key=topsecretkey"),
@@ -197,7 +210,9 @@ async fn a_slow_receiver_times_out() {
         backoff_base_ms: 1,
         timeout_ms: 200,
     };
-    let client = WebhookClient::new(Secret::new(SECRET), crypto(), options).unwrap();
+    let client = WebhookClient::new(Secret::new(SECRET), crypto(), options)
+        .map(|c| c.with_allowlist(loopback()))
+        .unwrap();
     let started = Instant::now();
     let err = client
         .send(&format!("http://{addr}/slow"), &notification())
@@ -210,11 +225,72 @@ async fn a_slow_receiver_times_out() {
 
 #[tokio::test]
 async fn invalid_urls_and_empty_secrets_are_invalid_input() {
-    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast()).unwrap();
+    let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast())
+        .map(|c| c.with_allowlist(loopback()))
+        .unwrap();
     let err = client.send("ftp://example.com/x", &notification()).await.unwrap_err();
     assert_eq!(err.reason, Reason::InvalidInput);
     let err = client.send("not a url", &notification()).await.unwrap_err();
     assert_eq!(err.reason, Reason::InvalidInput);
     let err = WebhookClient::new(Secret::new(""), crypto(), fast()).unwrap_err();
     assert_eq!(err.reason, Reason::InvalidInput);
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_unless_allow_listed() {
+    let (addr, requests) = http_receiver(vec![200]).await;
+    let port = addr.port();
+    let strict = WebhookClient::new(Secret::new(SECRET), crypto(), fast()).unwrap();
+    for url in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+        "http://10.0.0.1/hook".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://[::1]/hook".to_owned(),
+        "https://user:pw-5e5e@192.168.1.1/hook?token=q-7a7a".to_owned(),
+    ] {
+        let err = rotation_notify::check_webhook_url(&url, &Default::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason, Reason::InvalidPolicy, "{url}: {err}");
+        assert!(err.message.contains("ROTATION_URL_ALLOWLIST"), "{url}: {err}");
+        let started = Instant::now();
+        let err = strict.send(&url, &notification()).await.unwrap_err();
+        assert_eq!(err.reason, Reason::InvalidPolicy, "{url}: {err}");
+        assert!(err.message.starts_with("webhook http"), "{err}");
+        assert!(
+            !err.message.contains("pw-5e5e") && !err.message.contains("q-7a7a"),
+            "{err}"
+        );
+        assert!(started.elapsed().as_millis() < 1000, "refusals are not retried");
+    }
+    assert!(requests.lock().unwrap().is_empty(), "nothing reached the receiver");
+
+    // Allowed by host, host:port and CIDR.
+    for list in [
+        "localhost".to_owned(),
+        format!("localhost:{port}"),
+        "127.0.0.0/8".to_owned(),
+    ] {
+        let allow = Arc::new(rotation_core::outbound::UrlAllowlist::parse(&list).unwrap());
+        let url = format!("http://localhost:{port}/hook");
+        rotation_notify::check_webhook_url(&url, &allow).await.unwrap();
+        let client = WebhookClient::new(Secret::new(SECRET), crypto(), fast())
+            .unwrap()
+            .with_allowlist(allow);
+        client
+            .send(&url, &notification())
+            .await
+            .unwrap_or_else(|e| panic!("{list}: {e}"));
+    }
+    assert_eq!(requests.lock().unwrap().len(), 3);
+    // host:port allows that port only.
+    let other = Arc::new(rotation_core::outbound::UrlAllowlist::parse("localhost:1").unwrap());
+    let err = WebhookClient::new(Secret::new(SECRET), crypto(), fast())
+        .unwrap()
+        .with_allowlist(other)
+        .send(&format!("http://localhost:{port}/hook"), &notification())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::InvalidPolicy, "{err}");
 }

@@ -166,6 +166,8 @@ async fn no_answer_or_log_line_carries_a_secret_value() {
             "1",
         ])
         .env("ROTATION_LOG", "debug")
+        // The verification listener of this test is on loopback.
+        .env("ROTATION_URL_ALLOWLIST", "127.0.0.1")
         .env_remove("ROTATION_NOTIFY_CONFIG")
         .env_remove("ROTATION_MASTER_PASSWORD")
         .stdout(Stdio::null())

@@ -194,7 +194,10 @@ esac"#,
     let out = target.run(&logged_ctx(&script, Step::Create)).await.unwrap();
     assert_eq!(out.value.as_ref().map(|v| v.expose()), Some("made-by-script-XYZ"));
     let stdout = out.stdout.unwrap();
-    assert!(stdout.contains("[redacted]") && !stdout.contains("made-by-script-XYZ"), "{stdout}");
+    assert!(
+        stdout.contains("[redacted]") && !stdout.contains("made-by-script-XYZ"),
+        "{stdout}"
+    );
 
     let out = target.run(&logged_ctx(&script, Step::Set)).await.unwrap();
     let stdout = out.stdout.unwrap();
@@ -233,7 +236,7 @@ echo 'stderr-end' >&2"#,
     let target = ScriptTarget::new();
     let encodings = |v: &str| {
         let hex: String = v.bytes().map(|b| format!("{b:02x}")).collect();
-        vec![
+        [
             v.to_owned(),
             hex.clone(),
             hex.to_uppercase(),
@@ -262,11 +265,18 @@ echo 'stderr-end' >&2"#,
         }
         if logged {
             assert!(stdout.starts_with("b64=[redacted]"), "{stdout}");
-            assert!(stdout.contains("hex=[redacted]") && stdout.contains("pct=[redacted]"), "{stdout}");
+            assert!(
+                stdout.contains("hex=[redacted]") && stdout.contains("pct=[redacted]"),
+                "{stdout}"
+            );
         }
         // stderr: its last 2000 characters only.
         assert!(out.log.ends_with("stderr-end"), "{}", out.log);
         assert!(out.log.chars().count() < 2100, "{} chars", out.log.chars().count());
-        assert!(out.log.contains("stderr: …e") && out.log.contains("b64=[redacted]"), "{}", out.log);
+        assert!(
+            out.log.contains("stderr: …e") && out.log.contains("b64=[redacted]"),
+            "{}",
+            out.log
+        );
     }
 }
