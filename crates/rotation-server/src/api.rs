@@ -1023,6 +1023,8 @@ async fn set_policy(
     } else {
         policy_from_spec(&name, body, engine.now())?
     };
+    // Webhooks and http: tests never reach internal addresses unless allow-listed.
+    rotation_app::check_policy_urls(&policy, &state.url_allowlist).await?;
     let policy = engine.set_policy(policy).await?;
     Ok(Json(policy).into_response())
 }

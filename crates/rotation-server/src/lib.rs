@@ -80,6 +80,10 @@ pub struct ServerConfig {
     pub validate_per_minute: u32,
     /// How often counted `:validate` attempts are written to the audit log.
     pub validation_audit_interval: Duration,
+    /// Internal addresses `http:` verification tests may reach
+    /// (`ROTATION_URL_ALLOWLIST` in the binary); checked when a policy or a
+    /// secret's tests are set and again when a value is sent.
+    pub url_allowlist: Arc<rotation_core::outbound::UrlAllowlist>,
 }
 
 impl ServerConfig {
@@ -105,6 +109,7 @@ impl ServerConfig {
             rate_limit_per_second: 100,
             validate_per_minute: 60,
             validation_audit_interval: Duration::from_secs(60),
+            url_allowlist: Arc::default(),
         }
     }
 }
@@ -125,6 +130,7 @@ pub(crate) struct AppState {
     limits: Arc<rate_limit::Limits>,
     validations: Arc<validations::Validations>,
     cached: Arc<cache::Verdicts>,
+    url_allowlist: Arc<rotation_core::outbound::UrlAllowlist>,
 }
 
 impl AppState {
@@ -140,6 +146,9 @@ impl AppState {
                 lease: self.lease,
             },
         )
+        .with_resolver(Arc::new(
+            rotation_app::AppResolver::new().with_url_allowlist(self.url_allowlist.clone()),
+        ))
         .with_notifier(self.notifier.clone());
         match &self.secret_backend {
             Some(backend) => engine.with_secret_backend(backend.clone()),
@@ -256,6 +265,7 @@ pub async fn start(config: ServerConfig, listener: TcpListener) -> Result<Runnin
         )),
         validations: Arc::default(),
         cached: Arc::default(),
+        url_allowlist: config.url_allowlist.clone(),
     };
     let background = state.background.clone();
     let background_grace = config.lease.to_std().unwrap_or(std::time::Duration::from_secs(60));

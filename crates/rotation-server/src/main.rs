@@ -378,6 +378,7 @@ async fn serve(store: &str, key_file: Option<PathBuf>, args: ServeArgs, vault: &
     config.body_limit = args.body_limit_bytes;
     config.request_timeout = Duration::from_secs(args.request_timeout_seconds.max(1));
     config.clock = server_clock(args.unsafe_clock)?;
+    config.url_allowlist = Arc::new(rotation_app::url_allowlist_from_env()?);
     config.max_connections = args.max_connections.max(1);
     config.rate_limit_per_second = args.rate_limit_per_second;
     config.validate_per_minute = args.validate_per_minute;

@@ -431,6 +431,10 @@ pub(crate) async fn put_secret(
         });
         require_admin_for_policy_tests(&caller, &engine, &current, policy, "attaching to").await?;
     }
+    if let Some(verify) = &body.verify {
+        // http: tests never reach internal addresses unless allow-listed.
+        rotation_app::check_verify_urls(verify, &state.url_allowlist).await?;
+    }
     let policy = body.policy.take();
     let config = body
         .settings_given()

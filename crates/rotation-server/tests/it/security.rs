@@ -705,3 +705,38 @@ async fn token_descriptions_refuse_invisible_characters() {
     assert_eq!(tokens.as_array().unwrap().len(), 3, "nothing created: {tokens}");
     s.stop().await;
 }
+
+/// Webhooks and `http:` tests never reach loopback, private or link-local
+/// addresses unless `ROTATION_URL_ALLOWLIST` lists them: refused when set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_urls_to_internal_addresses_are_refused_when_set() {
+    let s = TestServer::sqlite_with(Options {
+        url_allowlist: "",
+        ..Options::default()
+    })
+    .await;
+    for body in [
+        json!({"interval_days": 1, "verify": ["http:http://169.254.169.254/latest/meta-data"]}),
+        json!({"interval_days": 1, "notify": ["https://10.0.0.1/hook"]}),
+        json!({"interval_days": 1, "verify": ["http:http://127.0.0.1:9/x"]}),
+    ] {
+        let refused = s.put("/v1/policies/p", &s.admin, body.clone()).await;
+        assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy");
+        assert!(
+            refused.1["message"].as_str().unwrap().contains("ROTATION_URL_ALLOWLIST"),
+            "{body}: {}",
+            refused.1
+        );
+    }
+    assert_eq!(s.get("/v1/policies/p", &s.admin).await.0, StatusCode::NOT_FOUND);
+    let refused = s
+        .put(
+            "/v1/secrets/app/key",
+            &s.admin,
+            json!({"value": "v1", "verify": ["http:http://[::1]:8080/check"]}),
+        )
+        .await;
+    assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy");
+    assert_eq!(s.get("/v1/secrets/app/key:status", &s.admin).await.0, StatusCode::NOT_FOUND);
+    s.stop().await;
+}

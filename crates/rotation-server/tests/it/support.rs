@@ -65,6 +65,8 @@ pub(crate) struct Options {
     pub(crate) validation_audit_interval: Duration,
     /// Most connections served at once.
     pub(crate) max_connections: usize,
+    /// Internal addresses `http:` tests may reach (`ROTATION_URL_ALLOWLIST`).
+    pub(crate) url_allowlist: &'static str,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             validate_per_minute: ServerConfig::new("", secret()).validate_per_minute,
             validation_audit_interval: Duration::from_secs(60),
             max_connections: 1024,
+            url_allowlist: "127.0.0.1",
         }
     }
 }
@@ -125,6 +128,7 @@ impl TestServer {
         config.validate_per_minute = options.validate_per_minute;
         config.validation_audit_interval = options.validation_audit_interval;
         config.max_connections = options.max_connections;
+        config.url_allowlist = Arc::new(rotation_core::outbound::UrlAllowlist::parse(options.url_allowlist).unwrap());
         let scheme = if options.tls.is_some() { "https" } else { "http" };
         config.tls = options.tls;
         config.clock = clock.clone();
