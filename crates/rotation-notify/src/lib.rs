@@ -75,7 +75,6 @@
 //! destination is `invalid_policy`; [`check_webhook_url`] checks a URL
 //! before it is stored.
 
-mod guard;
 mod router;
 mod secret;
 mod smtp;

@@ -15,7 +15,6 @@ use url::Url;
 
 use rotation_core::outbound::UrlAllowlist;
 
-use crate::guard;
 use crate::secret::Secret;
 
 /// Header carrying the notification's event type.
@@ -161,7 +160,7 @@ impl WebhookClient {
             .timeout(Duration::from_millis(self.options.timeout_ms.max(1)))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("rotation-notify/", env!("CARGO_PKG_VERSION")));
-        let http = guard::client(builder, &url, &self.allowlist)
+        let http = rotation_outbound::client(builder, &url, &self.allowlist)
             .map_err(|e| Error::new(e.reason, format!("webhook {shown}: {}", e.message)))?;
         let body = serde_json::to_vec(&Payload {
             event: &notification.event,
@@ -202,7 +201,7 @@ impl WebhookClient {
                     is_retryable(status)
                 }
                 Err(e) => {
-                    if let Some(refused) = guard::refusal(&e) {
+                    if let Some(refused) = rotation_outbound::refusal(&e) {
                         return Err(Error::new(
                             refused.reason,
                             format!("webhook {shown}: {}", refused.message),
@@ -272,7 +271,7 @@ fn describe(e: reqwest::Error) -> String {
 /// again). Used when a policy naming the recipient is stored.
 pub async fn check_webhook_url(url: &str, allowlist: &UrlAllowlist) -> Result<()> {
     let url = parse_url(url)?;
-    guard::check_url(&url, allowlist)
+    rotation_outbound::check_url(&url, allowlist)
         .await
         .map_err(|e| Error::new(e.reason, format!("webhook {}: {}", shown_url(&url), e.message)))
 }

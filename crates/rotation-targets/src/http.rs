@@ -9,7 +9,6 @@ use rotation_core::outbound::UrlAllowlist;
 use rotation_core::ports::{StepContext, StepOutput, Verifier};
 use rotation_core::{Error, Reason, Result};
 
-use crate::guard;
 use crate::text::{Redactor, display_url};
 
 /// Default time allowed for the whole request.
@@ -99,7 +98,7 @@ impl HttpVerifier {
     /// and not allowed. A host that does not resolve now passes (it is
     /// checked again when the test runs).
     pub async fn check_destination(&self) -> Result<()> {
-        guard::check_url(&self.url, &self.allowlist)
+        rotation_outbound::check_url(&self.url, &self.allowlist)
             .await
             .map_err(|e| Error::new(e.reason, format!("http test {}: {}", display_url(&self.url), e.message)))
     }
@@ -125,7 +124,7 @@ impl Verifier for HttpVerifier {
             .timeout(self.timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(self.timeout))
             .redirect(reqwest::redirect::Policy::none());
-        let client = guard::client(builder, &self.url, &self.allowlist)
+        let client = rotation_outbound::client(builder, &self.url, &self.allowlist)
             .map_err(|e| Error::new(e.reason, format!("http test {url}: {}", e.message)))?;
         let response = client
             .get(self.url.clone())
@@ -133,7 +132,7 @@ impl Verifier for HttpVerifier {
             .send()
             .await
             .map_err(|e| {
-                if let Some(refused) = guard::refusal(&e) {
+                if let Some(refused) = rotation_outbound::refusal(&e) {
                     return Error::new(refused.reason, format!("http test {url}: {}", refused.message));
                 }
                 let what = if e.is_timeout() {

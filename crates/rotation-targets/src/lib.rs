@@ -16,7 +16,6 @@
 //! passed through [`redact`](rotation_core::secret::redact) with every value
 //! of the step, and URLs are shown without their userinfo.
 
-mod guard;
 mod http;
 mod postgres;
 mod script;

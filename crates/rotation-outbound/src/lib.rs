@@ -1,5 +1,9 @@
-//! Outbound HTTP only to allowed addresses: the rules are
-//! [`rotation_core::outbound`]'s; this is the reqwest side of them.
+//! `rotation-outbound`: outbound HTTP only to allowed addresses, for the
+//! adapters that send requests where an operator points them (`http:`
+//! verification tests in `rotation-targets`, webhooks in
+//! `rotation-notify`). The rules are [`rotation_core::outbound`]'s; this
+//! crate is the reqwest side of them, written once for both adapters
+//! (which may not depend on each other).
 //!
 //! A request's host is resolved once, by [`Guard`] (a
 //! [`reqwest::dns::Resolve`]), which hands reqwest only the addresses the
@@ -7,9 +11,6 @@
 //! (DNS rebinding) cannot change where the request goes. IP-literal URLs
 //! never reach a resolver and are checked before the client is built.
 //! Proxies are off (a proxy would resolve the name itself).
-//!
-//! `rotation-targets` has the same few lines for `http:` tests: adapters may not
-//! depend on each other, and the logic they share is in `rotation-core`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -93,7 +94,7 @@ fn check_literal(allowlist: &UrlAllowlist, host: &url::Host<&str>, port: u16) ->
 /// A client for requests to `url` only, from `builder`: its host resolves
 /// through [`Guard`], proxies are off; `invalid_policy` at once for a
 /// refused IP-literal host.
-pub(crate) fn client(
+pub fn client(
     builder: reqwest::ClientBuilder,
     url: &url::Url,
     allowlist: &Arc<UrlAllowlist>,
@@ -113,7 +114,7 @@ pub(crate) fn client(
 }
 
 /// The refusal inside a failed request, if a destination was refused.
-pub(crate) fn refusal(e: &reqwest::Error) -> Option<Error> {
+pub fn refusal(e: &reqwest::Error) -> Option<Error> {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(Refused(inner)) = s.downcast_ref::<Refused>() {
@@ -128,7 +129,7 @@ pub(crate) fn refusal(e: &reqwest::Error) -> Option<Error> {
 /// public or allowed, or does not resolve (it is checked again when
 /// sent); the `invalid_policy` error of [`UrlAllowlist::check`] when every
 /// address it resolves to is refused.
-pub(crate) async fn check_url(url: &url::Url, allowlist: &UrlAllowlist) -> Result<()> {
+pub async fn check_url(url: &url::Url, allowlist: &UrlAllowlist) -> Result<()> {
     let (host, port) = host_port(url)?;
     check_literal(allowlist, &host, port)?;
     if let url::Host::Domain(name) = host {
