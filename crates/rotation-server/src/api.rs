@@ -820,9 +820,7 @@ async fn keyring_report(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     caller.require(Role::Viewer)?;
-    let report = engine(&state, &caller)
-        .keyring_report(&user_keyring(name)?)
-        .await?;
+    let report = engine(&state, &caller).keyring_report(&user_keyring(name)?).await?;
     Ok(Json(report).into_response())
 }
 
