@@ -11,3 +11,4 @@ mod schedules;
 mod secrets;
 mod stats;
 mod support;
+mod tlog;
