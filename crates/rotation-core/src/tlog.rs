@@ -8,9 +8,12 @@
 //! through the [`CryptoProvider`] port, so this module stays free of any
 //! crypto library.
 //!
+//! The signed checkpoints over the tree are in [`note`].
 
 use crate::error::{Error, Result};
 use crate::ports::CryptoProvider;
+
+pub mod note;
 
 /// A SHA-256 hash in the tree.
 pub type Hash = [u8; 32];

@@ -12,3 +12,4 @@ mod secrets;
 mod stats;
 mod support;
 mod tlog;
+mod tlog_note;
