@@ -13,3 +13,4 @@ mod stats;
 mod support;
 mod tlog;
 mod tlog_note;
+mod transparency;
