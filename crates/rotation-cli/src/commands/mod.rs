@@ -20,21 +20,33 @@ use crate::cli::Command;
 
 /// Runs one command.
 pub(crate) async fn run(ctx: Context, command: Command) -> Result<()> {
+    // Commands that append audit entries leave a checkpoint covering them;
+    // `audit ...` commands sign only on request (`audit checkpoint`).
+    let refresh = !matches!(command, Command::Audit(_));
+    let before = if refresh { audit::log_size(&ctx).await } else { None };
+    let result = dispatch(&ctx, command).await;
+    if refresh {
+        audit::refresh_checkpoint(&ctx, before).await;
+    }
+    result
+}
+
+async fn dispatch(ctx: &Context, command: Command) -> Result<()> {
     match command {
-        Command::Init => init::run(&ctx).await.map(|_| ()),
-        Command::Authority(c) => authority::run(&ctx, c).await,
-        Command::Chain(c) => chain::run(&ctx, c).await,
-        Command::Schedule(c) => schedule::run(&ctx, c).await,
-        Command::Audit(c) => audit::run(&ctx, c).await,
-        Command::Keyring(c) => keyring::run(&ctx, c).await,
-        Command::Value(c) => value::run(&ctx, c).await,
-        Command::Policy(c) => policy::run(&ctx, c).await,
-        Command::Secret(c) => secret::run(&ctx, c).await,
-        Command::Stats { reset } => secret::stats(&ctx, reset).await,
-        Command::MasterKey(c) => master_key::run(&ctx, c).await,
-        Command::Report => maintenance::report(&ctx).await,
-        Command::Backup { out } => maintenance::backup(&ctx, &out).await,
-        Command::Restore { from, force } => maintenance::restore(&ctx, &from, force).await,
-        Command::Quickstart => quickstart::run(&ctx).await,
+        Command::Init => init::run(ctx).await.map(|_| ()),
+        Command::Authority(c) => authority::run(ctx, c).await,
+        Command::Chain(c) => chain::run(ctx, c).await,
+        Command::Schedule(c) => schedule::run(ctx, c).await,
+        Command::Audit(c) => audit::run(ctx, c).await,
+        Command::Keyring(c) => keyring::run(ctx, c).await,
+        Command::Value(c) => value::run(ctx, c).await,
+        Command::Policy(c) => policy::run(ctx, c).await,
+        Command::Secret(c) => secret::run(ctx, c).await,
+        Command::Stats { reset } => secret::stats(ctx, reset).await,
+        Command::MasterKey(c) => master_key::run(ctx, c).await,
+        Command::Report => maintenance::report(ctx).await,
+        Command::Backup { out } => maintenance::backup(ctx, &out).await,
+        Command::Restore { from, force } => maintenance::restore(ctx, &from, force).await,
+        Command::Quickstart => quickstart::run(ctx).await,
     }
 }
