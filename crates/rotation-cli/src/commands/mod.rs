@@ -22,10 +22,13 @@ use crate::cli::Command;
 pub(crate) async fn run(ctx: Context, command: Command) -> Result<()> {
     // Commands that append audit entries leave a checkpoint covering them;
     // `audit ...` commands sign only on request (`audit checkpoint`).
+    // A store that could not be read before the command is left alone,
+    // unless the command just created or replaced it.
     let refresh = !matches!(command, Command::Audit(_));
+    let creates = matches!(command, Command::Init | Command::Quickstart | Command::Restore { .. });
     let before = if refresh { audit::log_size(&ctx).await } else { None };
     let result = dispatch(&ctx, command).await;
-    if refresh {
+    if refresh && (before.is_some() || (creates && result.is_ok())) {
         audit::refresh_checkpoint(&ctx, before).await;
     }
     result
