@@ -82,14 +82,16 @@ mod tests {
     async fn reused_while_the_key_holds_and_the_ttl_lasts() {
         let cache = Cached::<u32>::default();
         let computed = std::sync::atomic::AtomicU32::new(0);
-        let compute = || async {
-            Ok(computed.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
-        };
+        let compute = || async { Ok(computed.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1) };
         assert_eq!(cache.get_or_compute(1, at(0), compute()).await.unwrap(), 1);
         assert_eq!(cache.get_or_compute(1, at(4), compute()).await.unwrap(), 1, "fresh");
         assert_eq!(cache.get_or_compute(2, at(4), compute()).await.unwrap(), 2, "a new key");
         assert_eq!(cache.get_or_compute(2, at(10), compute()).await.unwrap(), 3, "expired");
-        assert_eq!(cache.get_or_compute(2, at(1), compute()).await.unwrap(), 4, "a clock set back");
+        assert_eq!(
+            cache.get_or_compute(2, at(1), compute()).await.unwrap(),
+            4,
+            "a clock set back"
+        );
     }
 
     #[tokio::test]

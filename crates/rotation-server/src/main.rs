@@ -450,7 +450,9 @@ fn server_clock(unsafe_clock: bool) -> Result<Arc<dyn rotation_core::time::Clock
             rotation_app::clock_from_env()
         }
         (true, false) => {
-            tracing::warn!("ROTATION_NOW is set but ignored: the server uses the system clock unless --unsafe-clock is given");
+            tracing::warn!(
+                "ROTATION_NOW is set but ignored: the server uses the system clock unless --unsafe-clock is given"
+            );
             Ok(Arc::new(rotation_core::time::SystemClock))
         }
         (false, _) => Ok(Arc::new(rotation_core::time::SystemClock)),

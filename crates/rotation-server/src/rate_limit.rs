@@ -63,9 +63,7 @@ impl Limits {
             .map_err(|not_until| {
                 let wait = not_until.wait_time_from(self.clock.now());
                 ApiError::rate_limited(
-                    format!(
-                        "token {token_id} presented too many values for validation to secret {path}; retry later"
-                    ),
+                    format!("token {token_id} presented too many values for validation to secret {path}; retry later"),
                     wait.as_secs_f64().ceil() as u64,
                 )
             })

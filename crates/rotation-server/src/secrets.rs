@@ -39,8 +39,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use rotation_core::engine::{PutSecret, SecretRotateRequest};
 use rotation_core::secret::{Generator, Secret, SecretConfig, SecretType, SecretValue, Stage, VersionSelector};
-use rotation_core::{Engine, Error, Reason};
 use rotation_core::time::Timestamp;
+use rotation_core::{Engine, Error, Reason};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -181,11 +181,18 @@ pub(crate) async fn require_admin_for_policy_tests(
         return Ok(());
     }
     let named = engine.policy(name).await?;
-    let mut carried: Vec<String> = http_tests(&secret.config.verify).into_iter().map(str::to_owned).collect();
+    let mut carried: Vec<String> = http_tests(&secret.config.verify)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     if let Some(own) = &secret.policy
         && let Some(own) = engine.store().get_policy(own).await?
     {
-        carried.extend(http_tests(&own.procedure.verification_tests).into_iter().map(str::to_owned));
+        carried.extend(
+            http_tests(&own.procedure.verification_tests)
+                .into_iter()
+                .map(str::to_owned),
+        );
     }
     let new = http_tests(&named.procedure.verification_tests)
         .into_iter()

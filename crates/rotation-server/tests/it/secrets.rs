@@ -240,7 +240,11 @@ async fn secrets_put_get_list_rotate_validate_history_status() {
         .await;
     assert_eq!(v, json!({"valid": true, "version": 2, "stage": "CURRENT"}));
     let (_, v) = s
-        .post("/v1/secrets/api/partner:validate", &s.operator, json!({"value": "nope"}))
+        .post(
+            "/v1/secrets/api/partner:validate",
+            &s.operator,
+            json!({"value": "nope"}),
+        )
         .await;
     assert_eq!(v["valid"], false);
     assert_error(

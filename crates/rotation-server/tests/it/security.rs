@@ -57,7 +57,11 @@ async fn operators_cannot_shape_or_replace_what_a_ca_signs() {
         let message = refused.1["message"].as_str().unwrap();
         assert!(message.contains(setting) && message.contains("admin role"), "{message}");
     }
-    assert_eq!(current(&s, "web/cert").await, leaf_before, "the refused puts changed nothing");
+    assert_eq!(
+        current(&s, "web/cert").await,
+        leaf_before,
+        "the refused puts changed nothing"
+    );
     // Unchanged settings resent, and rotating the leaf: an operator's job.
     let same = s
         .put(
@@ -139,8 +143,12 @@ async fn a_database_admin_secret_is_protected() {
         refused.1
     );
     assert_error(
-        &s.post("/v1/secrets/db/admin:rotate", &s.operator, json!({"value": "postgres://x@evil/y"}))
-            .await,
+        &s.post(
+            "/v1/secrets/db/admin:rotate",
+            &s.operator,
+            json!({"value": "postgres://x@evil/y"}),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "forbidden",
     );
@@ -185,12 +193,8 @@ async fn operators_cannot_send_values_to_a_policys_http_tests() {
     assert!(!message.contains("127.0.0.1"), "the URL is not shown: {message}");
     assert_eq!(current(&s, "payments/key").await, before, "nothing rotated");
     assert_error(
-        &s.put(
-            "/v1/secrets/payments/key",
-            &s.operator,
-            json!({"policy": "svc-check"}),
-        )
-        .await,
+        &s.put("/v1/secrets/payments/key", &s.operator, json!({"policy": "svc-check"}))
+            .await,
         StatusCode::FORBIDDEN,
         "forbidden",
     );
@@ -209,7 +213,11 @@ async fn operators_cannot_send_values_to_a_policys_http_tests() {
 
     // A policy without http: tests stays an operator's choice.
     let rotated = s
-        .post("/v1/secrets/payments/key:rotate", &s.operator, json!({"policy": "plain"}))
+        .post(
+            "/v1/secrets/payments/key:rotate",
+            &s.operator,
+            json!({"policy": "plain"}),
+        )
         .await;
     assert_eq!(rotated.0, StatusCode::OK, "{}", rotated.1);
     let scheduled = s
@@ -339,7 +347,11 @@ async fn a_token_over_its_rate_gets_429() {
     for _ in 0..4 {
         statuses.push(s.get("/v1/authorities", &s.viewer).await.0);
     }
-    assert_eq!(&statuses[..2], &[StatusCode::OK, StatusCode::OK], "a burst of twice the rate passes");
+    assert_eq!(
+        &statuses[..2],
+        &[StatusCode::OK, StatusCode::OK],
+        "a burst of twice the rate passes"
+    );
     assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
     let response = s
         .client
@@ -414,7 +426,11 @@ async fn unknown_body_fields_are_refused() {
         .post("/v1/keyrings", &s.operator, json!({"name": "k2", "bogus": 1}))
         .await;
     assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
-    assert!(refused.1["message"].as_str().unwrap().contains("bogus"), "{}", refused.1);
+    assert!(
+        refused.1["message"].as_str().unwrap().contains("bogus"),
+        "{}",
+        refused.1
+    );
     assert_eq!(s.get("/v1/keyrings/k2", &s.viewer).await.0, StatusCode::NOT_FOUND);
 
     let created = s.post("/v1/authorities", &s.operator, json!({"id": "org-acme"})).await;
@@ -427,7 +443,11 @@ async fn unknown_body_fields_are_refused() {
         )
         .await;
     assert_error(&typo, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
-    assert!(typo.1["message"].as_str().unwrap().contains("grace_period_hour"), "{}", typo.1);
+    assert!(
+        typo.1["message"].as_str().unwrap().contains("grace_period_hour"),
+        "{}",
+        typo.1
+    );
     let (_, shown) = s.get("/v1/authorities/org-acme", &s.viewer).await;
     assert_eq!(shown["keys"].as_array().unwrap().len(), 1, "nothing rotated: {shown}");
 
@@ -441,7 +461,11 @@ async fn unknown_body_fields_are_refused() {
     assert_error(&policy_typo, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     assert_eq!(s.get("/v1/policies/p", &s.admin).await.0, StatusCode::NOT_FOUND);
     let spec_typo = s
-        .put("/v1/policies/p", &s.admin, json!({"interval_days": 1, "grace_period_hour": 0}))
+        .put(
+            "/v1/policies/p",
+            &s.admin,
+            json!({"interval_days": 1, "grace_period_hour": 0}),
+        )
         .await;
     assert_error(&spec_typo, StatusCode::UNPROCESSABLE_ENTITY, "invalid_policy");
     s.stop().await;
@@ -536,16 +560,12 @@ async fn plain_http_off_loopback_needs_an_explicit_flag() {
     let status = status.expect("the server refused to start");
     assert!(!status.success());
     assert!(
-        stderr.contains("error[invalid_input]") && stderr.contains("--tls-cert") && stderr.contains("--allow-plain-http"),
+        stderr.contains("error[invalid_input]")
+            && stderr.contains("--tls-cert")
+            && stderr.contains("--allow-plain-http"),
         "{stderr}"
     );
-    let (status, stderr) = run_briefly(
-        &url,
-        "0.0.0.0:0",
-        &["--allow-plain-http"],
-        &[],
-        Duration::from_secs(3),
-    );
+    let (status, stderr) = run_briefly(&url, "0.0.0.0:0", &["--allow-plain-http"], &[], Duration::from_secs(3));
     assert!(status.is_none(), "it kept serving: {stderr}");
     assert!(stderr.contains("plain HTTP"), "a warning at start: {stderr}");
     // Loopback needs no flag.
@@ -611,13 +631,28 @@ async fn reserved_keyrings_are_refused_by_every_keyring_route() {
     let (_, audit_before) = s.get("/v1/audit?limit=1000", &s.admin).await;
     let keyring = "/v1/keyrings/rotation.secrets";
     for (method, path, token, body) in [
-        (Method::POST, format!("{keyring}/values"), &s.operator, Some(json!({"id": "payments/key@1", "value": "overwritten"}))),
-        (Method::POST, format!("{keyring}/values/payments%2Fkey@1/decrypt"), &s.admin, None),
+        (
+            Method::POST,
+            format!("{keyring}/values"),
+            &s.operator,
+            Some(json!({"id": "payments/key@1", "value": "overwritten"})),
+        ),
+        (
+            Method::POST,
+            format!("{keyring}/values/payments%2Fkey@1/decrypt"),
+            &s.admin,
+            None,
+        ),
         (Method::POST, format!("{keyring}/rotate"), &s.operator, Some(json!({}))),
         (Method::POST, format!("{keyring}/migrate"), &s.operator, Some(json!({}))),
         (Method::GET, keyring.to_owned(), &s.viewer, None),
         (Method::GET, format!("{keyring}/report"), &s.viewer, None),
-        (Method::POST, "/v1/keyrings".to_owned(), &s.operator, Some(json!({"name": "rotation.mine"}))),
+        (
+            Method::POST,
+            "/v1/keyrings".to_owned(),
+            &s.operator,
+            Some(json!({"name": "rotation.mine"})),
+        ),
     ] {
         let refused = s.call(method.clone(), &path, Some(token), body).await;
         assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
