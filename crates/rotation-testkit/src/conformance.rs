@@ -584,7 +584,11 @@ async fn record_paging(store: Arc<dyn StateStore>) {
     .await;
     let mine = sorted_records(mine);
     let all = sorted_records(all);
-    for (authority, expected) in [("org-a", mine.len()), ("org-b", all.len() - mine.len()), ("org-none", 0)] {
+    for (authority, expected) in [
+        ("org-a", mine.len()),
+        ("org-b", all.len() - mine.len()),
+        ("org-none", 0),
+    ] {
         assert_eq!(
             store
                 .count_records_of(&authority_id(authority))

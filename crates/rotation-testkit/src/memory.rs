@@ -340,7 +340,11 @@ impl StateStore for MemoryStore {
 
     async fn count_records_of(&self, authority: &AuthorityId) -> Result<u64> {
         let snapshot = self.shared.snapshot();
-        Ok(snapshot.records.values().filter(|r| &r.authority_id == authority).count() as u64)
+        Ok(snapshot
+            .records
+            .values()
+            .filter(|r| &r.authority_id == authority)
+            .count() as u64)
     }
 
     async fn count_agents_resigned_by(&self, rotation: RotationId) -> Result<u64> {

@@ -297,3 +297,34 @@ fn an_audit_key_that_cannot_be_unlocked_is_unauthorized() {
         assert_eq!(reason, "unauthorized", "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn restore_force_appends_store_restored_and_old_checkpoints_tell_the_truth() {
+    let env = populated();
+    let at_backup = save_checkpoint(&env);
+    let backup = env.dir.path().join("store.backup");
+    env.ok(&["backup", "--out", backup.to_str().unwrap()]);
+    let backed_up = env.json(&["audit", "verify"])["tree_size"].as_u64().unwrap();
+    env.ok(&["authority", "rotate", "org-acme"]);
+    let later = save_checkpoint(&env);
+    let replaced = env.json(&["audit", "verify"])["tree_size"].as_u64().unwrap();
+
+    env.ok(&["restore", "--from", backup.to_str().unwrap(), "--force"]);
+    let newest = env.json(&["audit", "list", "--limit", "1"]);
+    let newest = &newest[0];
+    assert_eq!(newest["event"], "store_restored", "{newest}");
+    assert_eq!(newest["target"], "store");
+    assert_eq!(newest["details"]["forced"], true);
+    assert_eq!(newest["details"]["replaced_entries"], replaced);
+    assert_eq!(newest["details"]["restored_entries"], backed_up);
+
+    // The restored log is whole, signed afresh, and extends the checkpoint
+    // taken when the backup was...
+    let report = env.json(&["audit", "verify", "--checkpoint", at_backup.to_str().unwrap()]);
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["tree_size"], backed_up + 1);
+    assert_eq!(report["checkpoints"]["stored_size"], backed_up + 1);
+    // ...but not the one taken before the restore threw work away.
+    let (reason, stderr) = env.fails(&["audit", "verify", "--checkpoint", later.to_str().unwrap()]);
+    assert_eq!(reason, "tampered", "{stderr}");
+}
