@@ -644,6 +644,16 @@ pub(crate) enum AuditCommand {
     Checkpoint,
     /// Print the audit key's note verifier key (`<name>+<key hash>+<key>`).
     PublicKey,
+    /// Show, or replace, the webhook URLs every new checkpoint is pushed to
+    /// (through the outbox, HMAC-signed like every webhook).
+    Witnesses {
+        /// Replace the list with these URLs (repeat the option).
+        #[arg(long = "set", value_name = "URL")]
+        set: Vec<String>,
+        /// Remove every witness.
+        #[arg(long, conflicts_with = "set")]
+        clear: bool,
+    },
 }
 
 /// `policy set` options (checked by `PolicySpec::into_policy`).

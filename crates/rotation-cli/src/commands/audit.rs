@@ -120,6 +120,22 @@ pub(crate) async fn run(ctx: &Context, command: AuditCommand) -> Result<()> {
                 Output::Table => output::line(&key.to_string()),
             }
         }
+        AuditCommand::Witnesses { set, clear } => {
+            let witnesses = if clear || !set.is_empty() {
+                engine.set_audit_witnesses(set).await?
+            } else {
+                engine.audit_witnesses().await?
+            };
+            match out {
+                Output::Json => output::json(&serde_json::json!({ "witnesses": witnesses })),
+                Output::Table => {
+                    for w in &witnesses {
+                        output::line(w)?;
+                    }
+                    Ok(())
+                }
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ pub(crate) async fn run(ctx: Context, command: Command) -> Result<()> {
     // `audit ...` commands sign only on request (`audit checkpoint`).
     // A store that could not be read before the command is left alone,
     // unless the command just created or replaced it.
-    let refresh = !matches!(command, Command::Audit(_));
+    let refresh = !matches!(command, Command::Audit(ref c) if !matches!(c, crate::cli::AuditCommand::Witnesses { .. }));
     let creates = matches!(command, Command::Init | Command::Quickstart | Command::Restore { .. });
     let before = if refresh { audit::log_size(&ctx).await } else { None };
     let result = dispatch(&ctx, command).await;

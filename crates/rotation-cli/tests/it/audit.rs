@@ -328,3 +328,37 @@ fn restore_force_appends_store_restored_and_old_checkpoints_tell_the_truth() {
     let (reason, stderr) = env.fails(&["audit", "verify", "--checkpoint", later.to_str().unwrap()]);
     assert_eq!(reason, "tampered", "{stderr}");
 }
+
+#[test]
+fn witnesses_receive_each_new_checkpoint_through_the_outbox() {
+    let env = populated();
+    assert_eq!(env.json(&["audit", "witnesses"])["witnesses"], serde_json::json!([]));
+    let (reason, _) = env.fails(&["audit", "witnesses", "--set", "ftp://nope"]);
+    assert_eq!(reason, "invalid_input");
+    let set = env.json(&["audit", "witnesses", "--set", "https://witness.example/cp"]);
+    assert_eq!(set["witnesses"], serde_json::json!(["https://witness.example/cp"]));
+    env.ok(&["authority", "create", "org-w"]);
+    let cp = env.ok(&["audit", "checkpoint"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let queued: Vec<String> = rt.block_on(async {
+        let pool = raw_pool(&env.db_path()).await;
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT notification FROM outbox WHERE recipient = 'https://witness.example/cp'")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        rows.into_iter().map(|r| r.0).collect()
+    });
+    assert!(!queued.is_empty());
+    let last: serde_json::Value = serde_json::from_str(queued.last().unwrap()).unwrap();
+    assert_eq!(last["event"], "audit_checkpoint", "{last}");
+    assert_eq!(
+        last["details"]["checkpoint"], cp,
+        "the newest checkpoint is queued for the witness"
+    );
+    assert_eq!(
+        env.json(&["audit", "witnesses", "--clear"])["witnesses"],
+        serde_json::json!([])
+    );
+}

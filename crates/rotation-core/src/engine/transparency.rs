@@ -25,6 +25,11 @@ use crate::tlog::{self, Frontier, Hash};
 pub const AUDIT_KEY_META: &str = "audit.key";
 /// Meta row holding the newest signed checkpoint and the tree's right edge.
 pub const AUDIT_CHECKPOINT_META: &str = "audit.checkpoint";
+/// Meta row holding the witnesses each new checkpoint is pushed to (JSON
+/// array of webhook URLs).
+pub const AUDIT_WITNESSES_META: &str = "audit.witnesses";
+/// Notification event carrying a new checkpoint to the witnesses.
+pub const AUDIT_CHECKPOINT_EVENT: &str = "audit_checkpoint";
 /// Prefix of the audit key's reserved key id (`rotation.audit.<log id>`);
 /// authority key ids always contain `.k-`, so they never collide.
 pub const AUDIT_KEY_ID_PREFIX: &str = "rotation.audit.";
@@ -304,8 +309,30 @@ impl Engine {
             note: note.clone(),
             frontier: frontier.subtrees().iter().map(hex).collect(),
         };
+        let witnesses = self.audit_witnesses().await?;
+        let now = self.now();
         let mut tx = self.store.begin().await?;
         tx.audit_head().await?;
+        // Witnesses get each new checkpoint through the outbox, committed
+        // with it: a witness that is down receives it later.
+        let notification = crate::ports::Notification {
+            event: AUDIT_CHECKPOINT_EVENT.into(),
+            target: crate::ids::Target::Store.to_string(),
+            rotation_id: None,
+            details: serde_json::json!({
+                "origin": checkpoint.origin,
+                "size": size,
+                "root_hash": b64(&checkpoint.root),
+                "checkpoint": note,
+            }),
+        };
+        let dedup = format!(
+            "{AUDIT_CHECKPOINT_EVENT}|{}|{size}|{}",
+            checkpoint.origin,
+            b64(&checkpoint.root)
+        );
+        self.enqueue(tx.as_mut(), &witnesses, &notification, Some(&dedup), now)
+            .await?;
         tx.put_meta(
             AUDIT_CHECKPOINT_META,
             &serde_json::to_vec(&stored).map_err(|e| Error::new(Reason::InvalidInput, e.to_string()))?,
@@ -317,6 +344,56 @@ impl Engine {
             root_hash: b64(&checkpoint.root),
             checkpoint: note,
         })
+    }
+
+    /// The webhook URLs each new checkpoint is pushed to.
+    pub async fn audit_witnesses(&self) -> Result<Vec<String>> {
+        match self.store.get_meta(AUDIT_WITNESSES_META).await? {
+            None => Ok(Vec::new()),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::tampered(format!("the stored audit witnesses are not readable: {e}"))),
+        }
+    }
+
+    /// Replaces the witnesses each new checkpoint is pushed to (`http://`
+    /// or `https://` webhook URLs, delivered by the notifier from the
+    /// outbox, signed like every webhook); audited as `audit_witnesses_set`
+    /// with their number only (URLs may carry credentials).
+    pub async fn set_audit_witnesses(&self, urls: Vec<String>) -> Result<Vec<String>> {
+        let mut urls: Vec<String> = urls.into_iter().map(|u| u.trim().to_owned()).collect();
+        urls.sort();
+        urls.dedup();
+        if urls.len() > 100 {
+            return Err(Error::invalid_input("at most 100 audit witnesses"));
+        }
+        for url in &urls {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .filter(|r| !r.is_empty() && !r.starts_with('/'));
+            if rest.is_none() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::invalid_input(format!(
+                    "an audit witness is an http:// or https:// webhook URL; {:?} is not",
+                    url.chars().take(64).collect::<String>()
+                )));
+            }
+        }
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        tx.put_meta(
+            AUDIT_WITNESSES_META,
+            &serde_json::to_vec(&urls).map_err(|e| Error::invalid_input(e.to_string()))?,
+        )
+        .await?;
+        let draft = self.draft(
+            crate::audit::event::AUDIT_WITNESSES_SET,
+            crate::ids::Target::Store,
+            None,
+            serde_json::json!({"witnesses": urls.len()}),
+        );
+        self.append_audit(tx.as_mut(), now, vec![draft]).await?;
+        tx.commit().await?;
+        Ok(urls)
     }
 
     /// Opens a checkpoint given by a caller (e.g. kept by a witness): it

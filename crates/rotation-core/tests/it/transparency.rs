@@ -188,3 +188,58 @@ async fn signing_needs_the_custody_and_bad_checkpoints_are_invalid_input() {
         .unwrap_err();
     assert_eq!(e.reason, Reason::InvalidInput);
 }
+
+#[derive(Default)]
+struct Witness {
+    got: std::sync::Mutex<Vec<(String, rotation_core::ports::Notification)>>,
+}
+
+#[async_trait::async_trait]
+impl rotation_core::ports::Notifier for Witness {
+    async fn notify(&self, _n: &rotation_core::ports::Notification) -> rotation_core::Result<()> {
+        Ok(())
+    }
+    async fn deliver(&self, recipient: &str, n: &rotation_core::ports::Notification) -> rotation_core::Result<()> {
+        self.got.lock().unwrap().push((recipient.to_owned(), n.clone()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_new_checkpoint_is_pushed_to_the_witnesses_through_the_outbox() {
+    let h = Harness::new();
+    let witness = Arc::new(Witness::default());
+    let engine = h.engine("t").with_notifier(witness.clone());
+    for bad in ["ftp://x", "https://", "not a url", "https:///path"] {
+        let e = engine.set_audit_witnesses(vec![bad.into()]).await.unwrap_err();
+        assert_eq!(e.reason, Reason::InvalidInput, "{bad}");
+    }
+    let urls = vec![
+        "https://witness.example/cp".to_owned(),
+        "http://w2.example/hook".to_owned(),
+    ];
+    assert_eq!(engine.set_audit_witnesses(urls.clone()).await.unwrap().len(), 2);
+    assert_eq!(engine.audit_witnesses().await.unwrap().len(), 2);
+    let newest = engine.audit_events(1).await.unwrap();
+    assert_eq!(newest[0].event, "audit_witnesses_set");
+    assert_eq!(newest[0].details["witnesses"], 2);
+
+    add_authorities(&engine, &["a1"]).await;
+    let first = engine.sign_audit_checkpoint().await.unwrap();
+    engine.sign_audit_checkpoint().await.unwrap(); // nothing new: nothing sent
+    engine.dispatch_outbox().await.unwrap();
+    let got = witness.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (recipient, n) in &got {
+        assert!(urls.contains(recipient));
+        assert_eq!(n.event, "audit_checkpoint");
+        assert_eq!(n.details["checkpoint"], first.checkpoint);
+        assert_eq!(n.details["size"], first.size);
+    }
+    add_authorities(&engine, &["a2"]).await;
+    let second = engine.sign_audit_checkpoint().await.unwrap();
+    engine.dispatch_outbox().await.unwrap();
+    let got = witness.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].1.details["checkpoint"], second.checkpoint);
+}
