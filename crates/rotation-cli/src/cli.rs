@@ -640,8 +640,30 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         before_seq: Option<i64>,
     },
-    /// Check the hash chain; fails with `tampered` when any event was edited, inserted or deleted.
-    Verify,
+    /// Check the hash chain, the Merkle tree and the stored checkpoint;
+    /// fails with `tampered` when any event was edited, inserted or deleted,
+    /// or when the log no longer extends the checkpoint given.
+    Verify {
+        /// A signed checkpoint kept elsewhere (the output of `audit
+        /// checkpoint`): the log must still contain its tree.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print the newest signed checkpoint (a C2SP signed note), signing one
+    /// first when the log has grown (that needs the master key).
+    Checkpoint,
+    /// Print the audit key's note verifier key (`<name>+<key hash>+<key>`).
+    PublicKey,
+    /// Show, or replace, the webhook URLs every new checkpoint is pushed to
+    /// (through the outbox, HMAC-signed like every webhook).
+    Witnesses {
+        /// Replace the list with these URLs (repeat the option).
+        #[arg(long = "set", value_name = "URL")]
+        set: Vec<String>,
+        /// Remove every witness.
+        #[arg(long, conflicts_with = "set")]
+        clear: bool,
+    },
 }
 
 /// `policy set` options (checked by `PolicySpec::into_policy`).

@@ -26,6 +26,14 @@ pub(crate) fn line(text: &str) -> Result<()> {
     writeln!(out, "{text}").map_err(|e| Error::backend(format!("cannot write to stdout: {e}")))
 }
 
+/// Prints `text` on stdout exactly as given (no newline added).
+pub(crate) fn raw(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::backend(format!("cannot write to stdout: {e}")))
+}
+
 /// A table with the house style.
 pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();

@@ -53,6 +53,12 @@ pub mod event {
     pub const SCHEDULE_ORPHANED: &str = "schedule_orphaned";
     /// An orphaned or failed schedule was resumed by an operator.
     pub const SCHEDULE_RESUMED: &str = "schedule_resumed";
+    /// The store was replaced from a backup (`restore`); the log goes on
+    /// from the backup's log (details: backup time, whether it replaced data,
+    /// the entries it replaced and restored).
+    pub const STORE_RESTORED: &str = "store_restored";
+    /// The witnesses that receive each new checkpoint were replaced (details: their number).
+    pub const AUDIT_WITNESSES_SET: &str = "audit_witnesses_set";
     /// Statistics were reset.
     pub const STATS_RESET: &str = "stats_reset";
     /// Values presented for validation (`:validate`), counted per caller

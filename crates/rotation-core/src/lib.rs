@@ -23,6 +23,7 @@ pub mod run;
 pub mod schedule;
 pub mod secret;
 pub mod time;
+pub mod tlog;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Reason, Result};

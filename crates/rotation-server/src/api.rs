@@ -85,6 +85,9 @@ pub(crate) fn router(state: AppState, body_limit: usize, timeout: Duration) -> R
         .route("/outbox", get(secrets::outbox))
         .route("/audit", get(audit_list))
         .route("/audit/verify", get(audit_verify))
+        .route("/audit/checkpoint", get(audit_checkpoint))
+        .route("/audit/proof", get(audit_proof))
+        .route("/audit/consistency", get(audit_consistency))
         .route("/report", get(report))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token));
@@ -1265,6 +1268,89 @@ async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResul
         })
         .await?;
     Ok(Json(verdict).into_response())
+}
+
+/// `GET /v1/audit/checkpoint`: the newest signed checkpoint, signed
+/// afresh first when the log grew since (any role). JSON with the note in
+/// `checkpoint`; with `Accept: text/plain`, exactly the note text.
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit", responses((status = 200, description = "The newest signed checkpoint: `{size, root_hash, checkpoint, verifier_key}` where `checkpoint` is the C2SP signed note (text/plain with `Accept: text/plain`)", body = crate::openapi::JsonObject)))]
+async fn audit_checkpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    let engine = engine(&state, &caller);
+    let cp = if engine.audit_checkpoint_is_current().await? {
+        match engine.latest_audit_checkpoint().await? {
+            Some(cp) => cp,
+            None => engine.sign_audit_checkpoint().await?,
+        }
+    } else {
+        engine.sign_audit_checkpoint().await?
+    };
+    let wants_text = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("text/plain"));
+    if wants_text {
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            cp.checkpoint,
+        )
+            .into_response());
+    }
+    let verifier_key = engine.audit_verifier_key().await?.map(|k| k.to_string());
+    Ok(Json(serde_json::json!({
+        "size": cp.size,
+        "root_hash": cp.root_hash,
+        "checkpoint": cp.checkpoint,
+        "verifier_key": verifier_key,
+    }))
+    .into_response())
+}
+
+/// Query of `GET /v1/audit/proof`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ProofQuery {
+    /// Entry index (`seq - 1`).
+    index: u64,
+    /// Tree size (at most the log's size).
+    size: u64,
+}
+
+/// `GET /v1/audit/proof?index=N&size=M`: RFC 9162 inclusion proof of
+/// entry `N` in the tree of `M` entries (any role).
+#[utoipa::path(get, path = "/v1/audit/proof", tag = "audit", params(ProofQuery), responses((status = 200, description = "Inclusion proof `{index, size, leaf_hash, root_hash, proof: [base64]}`", body = crate::openapi::JsonObject)))]
+async fn audit_proof(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ProofQuery>,
+) -> ApiResult<Response> {
+    let proof = engine(&state, &caller).audit_inclusion_proof(q.index, q.size).await?;
+    Ok(Json(proof).into_response())
+}
+
+/// Query of `GET /v1/audit/consistency`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    /// The older tree size (at least 1).
+    from: u64,
+    /// The newer tree size (at most the log's size).
+    to: u64,
+}
+
+/// `GET /v1/audit/consistency?from=N&to=M`: RFC 9162 consistency proof
+/// between the trees of `N` and `M` entries (any role).
+#[utoipa::path(get, path = "/v1/audit/consistency", tag = "audit", params(ConsistencyQuery), responses((status = 200, description = "Consistency proof `{from, to, from_root, to_root, proof: [base64]}`", body = crate::openapi::JsonObject)))]
+async fn audit_consistency(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult<Response> {
+    let proof = engine(&state, &caller).audit_consistency_proof(q.from, q.to).await?;
+    Ok(Json(proof).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/report", tag = "audit", responses((status = 200, description = "Compliance report", body = crate::openapi::JsonObject)))]

@@ -64,7 +64,7 @@ impl ToSchema for ErrorBody {}
         secrets::list_secrets, secrets::put_secret, secrets::read_secret, secrets::secret_history,
         secrets::secret_status, secrets::rotate_secret, secrets::validate_secret,
         secrets::stats, secrets::reset_stats, secrets::outbox,
-        api::audit_list, api::audit_verify, api::report,
+        api::audit_list, api::audit_verify, api::audit_checkpoint, api::audit_proof, api::audit_consistency, api::report,
         api::create_token, api::list_tokens, api::revoke_token
     ),
     components(schemas(ErrorBody, JsonObject)),

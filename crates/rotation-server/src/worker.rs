@@ -1,7 +1,8 @@
 //! The scheduler worker: every interval, resumes runs whose lease expired
 //! and runs due schedules (`Engine::process_scheduled_rotations`, which
 //! also ends dual-write grace periods), then delivers the notification
-//! outbox (`Engine::dispatch_outbox`). Claims and leases live in the
+//! outbox (`Engine::dispatch_outbox`) and signs an audit checkpoint when
+//! the log grew (`Engine::sign_audit_checkpoint`). Claims and leases live in the
 //! store, so any number of replicas may run it.
 //! On shutdown it stops between rotations: the one in progress finishes,
 //! schedules it claimed but did not start are handed back.
@@ -50,8 +51,22 @@ pub(crate) async fn run(engine: Engine, interval: Duration, mut shutdown: watch:
         }
         // Also after a failed pass: earlier messages may be waiting.
         dispatch(&engine).await;
+        checkpoint(&engine).await;
     }
     tracing::info!("scheduler worker stopped");
+}
+
+/// Signs an audit checkpoint when the log grew since the newest one, so
+/// every committed batch of entries is covered within one interval.
+pub(crate) async fn checkpoint(engine: &Engine) {
+    let current = engine.audit_checkpoint_is_current().await;
+    if matches!(current, Ok(true)) {
+        return;
+    }
+    match engine.sign_audit_checkpoint().await {
+        Ok(cp) => tracing::info!(size = cp.size, "audit checkpoint signed"),
+        Err(e) => tracing::warn!(reason = %e.reason, message = %e.message, "audit checkpoint not signed"),
+    }
 }
 
 /// Delivers the due outbox messages; failures stay queued with a backoff.

@@ -157,11 +157,32 @@ pub(crate) async fn restore(ctx: &Context, from: &Path, force: bool) -> Result<(
             ),
         ));
     }
+    let replaced = match rotation_core::ports::StateStore::audit_head(store.as_ref()).await? {
+        Some(head) if has_data => head.seq,
+        _ => 0,
+    };
+    let restored = snapshot.audit.len();
     let mut tx = rotation_core::ports::StateStore::begin(store.as_ref()).await?;
     if has_data {
         tx.clear_all().await?;
     }
     snapshot.restore_into(tx.as_mut()).await?;
+    // The log records the restore; a checkpoint kept from the replaced
+    // store shows whether the restored history extends it.
+    let draft = rotation_core::audit::AuditDraft {
+        event: rotation_core::audit::event::STORE_RESTORED.into(),
+        target: rotation_core::ids::Target::Store,
+        rotation_id: None,
+        actor: "cli".into(),
+        details: serde_json::json!({
+            "backup_taken": header.created_at,
+            "forced": has_data,
+            "replaced_entries": replaced,
+            "restored_entries": restored,
+        }),
+    };
+    let now = rotation_core::time::truncate(chrono::Utc::now());
+    rotation_core::audit::append(tx.as_mut(), &rotation_crypto::RingCrypto::new(), now, vec![draft]).await?;
     tx.commit().await?;
     let master_key = needs_master_key(ctx, &header.kek.kind);
     let rows = [

@@ -150,7 +150,12 @@ fn master_key_rotation_interrupted_then_finished_opens_only_with_the_new_passwor
         .map(|e| e["event"].as_str().unwrap().to_owned())
         .collect();
     assert!(events.contains(&"master_key_rotated".to_owned()), "{events:?}");
-    assert_eq!(env.json(&["audit", "verify"])["valid"], true);
+    let report = env.json(&["audit", "verify"]);
+    assert_eq!(report["valid"], true);
+    assert_eq!(
+        report["checkpoints"]["stored_size"], report["tree_size"],
+        "the re-wrapped audit key still signs checkpoints: {report}"
+    );
 
     // A wrong old password is refused and changes nothing.
     env.password = Some("not it".into());

@@ -19,7 +19,7 @@ pub struct RewrapReport {
 }
 
 impl Engine {
-    /// Re-wraps every signing key and every keyring data key that is not
+    /// Re-wraps every signing key (the audit key included) and every keyring data key that is not
     /// under the custody's current wrapping key. Each key is committed on
     /// its own, so a run stopped at any point is finished by running it
     /// again; keys not yet moved still open with the old wrapping key.
@@ -41,6 +41,25 @@ impl Engine {
                         tx.commit().await?;
                         report.signing_keys += 1;
                     }
+                }
+            }
+        }
+        // The audit key that signs checkpoints is a signing key too.
+        if let Some(mut key) = self.audit_key().await? {
+            let context = WrapContext::SigningKey(key.key_id.clone());
+            match self.custody.rewrap(&context, &key.custody).await? {
+                None => report.already_current += 1,
+                Some(handle) => {
+                    key.custody = handle;
+                    let mut tx = self.store.begin().await?;
+                    tx.audit_head().await?;
+                    tx.put_meta(
+                        super::AUDIT_KEY_META,
+                        &serde_json::to_vec(&key).map_err(|e| crate::Error::invalid_input(e.to_string()))?,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    report.signing_keys += 1;
                 }
             }
         }

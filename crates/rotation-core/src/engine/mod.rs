@@ -21,6 +21,7 @@ mod secret_rotation;
 mod secret_store;
 mod secrets;
 mod stats;
+mod transparency;
 
 use std::sync::Arc;
 
@@ -57,6 +58,10 @@ pub use secret_rotation::{SecretRotateRequest, SecretRotationResult};
 pub use secret_store::{SECRETS_KEYRING, StoreSecretBackend};
 pub use secrets::{HistoryEntry, PutSecret, SecretStatus, SecretSummary, StepRecord, Validation};
 pub use stats::Stats;
+pub use transparency::{
+    AUDIT_CHECKPOINT_EVENT, AUDIT_CHECKPOINT_META, AUDIT_KEY_ID_PREFIX, AUDIT_KEY_META, AUDIT_ORIGIN_PREFIX,
+    AUDIT_WITNESSES_META, AuditKey, CheckpointCheck, ConsistencyProof, InclusionProof, SignedCheckpoint,
+};
 
 /// Tunables of an engine instance.
 #[derive(Debug, Clone)]

@@ -11,3 +11,6 @@ mod schedules;
 mod secrets;
 mod stats;
 mod support;
+mod tlog;
+mod tlog_note;
+mod transparency;
