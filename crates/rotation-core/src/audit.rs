@@ -141,7 +141,7 @@ impl AuditEvent {
         let prev = decode_hash(&self.prev_hash).unwrap_or([0xff; 32]);
         let mut data = prev.to_vec();
         data.extend_from_slice(&self.canonical_bytes()?);
-        Ok(hex_encode(&crypto.sha256(&data)))
+        Ok(hex::encode(crypto.sha256(&data)))
     }
 }
 
@@ -252,25 +252,9 @@ impl ChainVerifier {
     }
 }
 
-fn hex_encode(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
-}
-
-fn decode_hash(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
+/// A 32-byte hash from its 64 hex digits; `None` for anything else.
+pub(crate) fn decode_hash(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let hi = (chunk[0] as char).to_digit(16)?;
-        let lo = (chunk[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
+    hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }

@@ -113,23 +113,6 @@ fn b64(h: &Hash) -> String {
     STANDARD.encode(h)
 }
 
-fn hex32(s: &str) -> Option<Hash> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let hi = (chunk[0] as char).to_digit(16)?;
-        let lo = (chunk[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
-fn hex(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Engine {
     /// The leaf hash of an audit event (its canonical bytes as the entry).
     pub fn audit_leaf_hash(&self, event: &AuditEvent) -> Result<Hash> {
@@ -247,7 +230,10 @@ impl Engine {
                 let subtrees = stored
                     .frontier
                     .iter()
-                    .map(|h| hex32(h).ok_or_else(|| Error::tampered("the stored audit tree edge is not hex")))
+                    .map(|h| {
+                        crate::audit::decode_hash(h)
+                            .ok_or_else(|| Error::tampered("the stored audit tree edge is not hex"))
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let frontier = Frontier::from_parts(cp.size, subtrees)?;
                 if frontier.root(self.crypto.as_ref()) != cp.root {
@@ -307,7 +293,7 @@ impl Engine {
         open_checkpoint(self.crypto.as_ref(), &vkey, &note)?;
         let stored = StoredCheckpoint {
             note: note.clone(),
-            frontier: frontier.subtrees().iter().map(hex).collect(),
+            frontier: frontier.subtrees().iter().map(hex::encode).collect(),
         };
         let witnesses = self.audit_witnesses().await?;
         let now = self.now();
