@@ -61,7 +61,7 @@ impl TargetResolver for AppResolver {
             "certificate" => Ok(self.certificate.clone()),
             "script" => Ok(self.script.clone()),
             "nonempty" => Ok(Arc::new(NonEmptyVerifier)),
-            n if n.starts_with("http:") || n.starts_with("https:") => HttpVerifier::from_test_name(n)
+            n if rotation_core::outbound::http_test_url(n).is_some() => HttpVerifier::from_test_name(n)
                 .map(|v| Arc::new(v.with_allowlist(self.url_allowlist.clone())) as Arc<dyn Verifier>)
                 .map_err(|e| invalid_field("verification_tests", e.message)),
             other => Err(invalid_field(
@@ -102,7 +102,7 @@ pub async fn check_policy_urls(policy: &Policy, allowlist: &UrlAllowlist) -> Res
 pub async fn check_verify_urls(tests: &[String], allowlist: &UrlAllowlist) -> Result<()> {
     let allowlist = Arc::new(allowlist.clone());
     for test in tests {
-        if test.starts_with("http:") || test.starts_with("https:") {
+        if rotation_core::outbound::http_test_url(test).is_some() {
             HttpVerifier::from_test_name(test)
                 .map_err(|e| invalid_field("verification_tests", e.message))?
                 .with_allowlist(allowlist.clone())

@@ -22,6 +22,23 @@ use crate::error::{Error, Reason, Result};
 /// The environment variable the binaries read the allowlist from.
 pub const URL_ALLOWLIST_ENV: &str = "ROTATION_URL_ALLOWLIST";
 
+/// The URL an HTTP verification test sends each new value to, or `None`
+/// for another test. Such a test is named `http:<URL>` or by the URL
+/// itself (`http://…`, `https://…`); the scheme is matched without regard
+/// to case, so every spelling a verifier might accept counts here (the
+/// rule that decides who may set such a test relies on it).
+pub fn http_test_url(name: &str) -> Option<&str> {
+    let name = name.trim();
+    let has_prefix = |prefix: &str| name.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+    if has_prefix("http://") || has_prefix("https://") {
+        Some(name)
+    } else if has_prefix("http:") {
+        name.get(5..)
+    } else {
+        None
+    }
+}
+
 /// IPv4 ranges outbound requests may not reach, with what they are.
 static FORBIDDEN_V4: LazyLock<Vec<(Ipv4Net, &'static str)>> = LazyLock::new(|| {
     [
@@ -275,6 +292,19 @@ impl UrlAllowlist {
 
 #[cfg(test)]
 mod tests {
+    use super::http_test_url;
+
+    #[test]
+    fn http_tests_are_recognised_in_every_spelling() {
+        assert_eq!(http_test_url("http:https://x.example/h"), Some("https://x.example/h"));
+        assert_eq!(http_test_url("https://x.example/h"), Some("https://x.example/h"));
+        assert_eq!(http_test_url("HTTPS://x.example/h"), Some("HTTPS://x.example/h"));
+        assert_eq!(http_test_url("HTTP:http://x.example"), Some("http://x.example"));
+        assert_eq!(http_test_url(" http://x.example "), Some("http://x.example"));
+        assert_eq!(http_test_url("login"), None);
+        assert_eq!(http_test_url("script"), None);
+    }
+
     use super::*;
 
     fn ip(s: &str) -> IpAddr {

@@ -80,12 +80,12 @@ fn body_as<T: DeserializeOwned>(body: serde_json::Value) -> ApiResult<T> {
     Ok(crate::error::from_json_value(body)?)
 }
 
-/// The `http:URL` tests of a verification list, in order.
+/// The URLs of the HTTP tests of a verification list (named `http:URL` or
+/// by the URL itself, [`rotation_core::outbound::http_test_url`]), in order.
 fn http_tests(verify: &[String]) -> Vec<&str> {
     verify
         .iter()
-        .map(|t| t.trim())
-        .filter(|t| t.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("http:")))
+        .filter_map(|t| rotation_core::outbound::http_test_url(t))
         .collect()
 }
 
@@ -617,9 +617,11 @@ pub(crate) async fn rotate_secret(
         })
         .transpose()?;
     let engine = engine(&state, &caller);
-    let secret = engine.secret(&path).await?;
     require_admin_if_referenced(&caller, &engine, &path, "rotating").await?;
-    if let Some(policy) = body.policy.as_deref() {
+    if let Some(policy) = body.policy.as_deref()
+        && caller.require(Role::Admin).is_err()
+    {
+        let secret = engine.secret(&path).await?;
         require_admin_for_policy_tests(&caller, &engine, &secret, policy, "rotating").await?;
     }
     let request = SecretRotateRequest {

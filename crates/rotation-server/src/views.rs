@@ -188,7 +188,7 @@ pub(crate) fn hide_policy_urls(policy: &mut rotation_core::policy::Policy) {
         *recipient = scheme_and_host(recipient);
     }
     for test in &mut procedure.verification_tests {
-        if let Some(url) = test.strip_prefix("http:") {
+        if let Some(url) = rotation_core::outbound::http_test_url(test) {
             *test = format!("http:{}", scheme_and_host(url));
         }
     }

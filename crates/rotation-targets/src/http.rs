@@ -79,11 +79,7 @@ impl HttpVerifier {
     /// `http:https://example.com/health`), or named by the URL itself
     /// (`https://example.com/health`); `invalid_input` for another name.
     pub fn from_test_name(name: &str) -> Result<Self> {
-        if name.starts_with("http://") || name.starts_with("https://") {
-            return Self::new(name);
-        }
-        let url = name
-            .strip_prefix("http:")
+        let url = rotation_core::outbound::http_test_url(name)
             .ok_or_else(|| Error::invalid_input("an http test is named http:<URL>"))?;
         Self::new(url)
     }

@@ -248,7 +248,11 @@ async fn non_admins_see_only_the_scheme_and_host_of_policy_urls() {
         .put(
             "/v1/policies/notified",
             &s.admin,
-            json!({"interval_days": 30, "notify": [hook, "mailto:ops@example.com", "log"]}),
+            json!({
+                "interval_days": 30,
+                "notify": [hook, "mailto:ops@example.com", "log"],
+                "verify": ["https://check.chat.example/v?token=XXXXSECRETXXXX", "http:http://check.chat.example/XXXXSECRETXXXX"],
+            }),
         )
         .await;
     assert_eq!(set.0, StatusCode::OK, "{}", set.1);
@@ -795,5 +799,30 @@ async fn outbound_urls_to_internal_addresses_are_refused_when_set() {
         s.get("/v1/secrets/app/key:status", &s.admin).await.0,
         StatusCode::NOT_FOUND
     );
+    s.stop().await;
+}
+
+/// An HTTP test named by its URL alone (`https://…`) sends values as
+/// `http:URL` does: setting it needs admin too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_an_http_test_needs_admin() {
+    let s = TestServer::sqlite().await;
+    let put = s
+        .put("/v1/secrets/app/key", &s.operator, json!({"value": "v1-aaaa"}))
+        .await;
+    assert_eq!(put.0, StatusCode::CREATED, "{}", put.1);
+    for test in [
+        "https://collector.example/x",
+        "HTTPS://collector.example/x",
+        "http://collector.example/x",
+        "HTTP:https://collector.example/x",
+    ] {
+        let refused = s
+            .put("/v1/secrets/app/key", &s.operator, json!({"verify": [test]}))
+            .await;
+        assert_error(&refused, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let (_, status) = s.get("/v1/secrets/app/key:status", &s.admin).await;
+    assert_eq!(status["versions"].as_array().unwrap().len(), 1, "{status}");
     s.stop().await;
 }
