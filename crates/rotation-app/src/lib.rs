@@ -213,13 +213,27 @@ pub struct Identity {
 /// internal addresses of [`url_allowlist_from_env`]; none when that is
 /// malformed, which the CLI and [`notifier_from_env`] report) and the log
 /// notifier (add channels with [`notifier_from_env`] and
-/// `Engine::with_notifier`). Replace the resolver with `Engine::with_resolver`
-/// and [`AppResolver::with_url_allowlist`] to give another allowlist.
+/// `Engine::with_notifier`). [`engine_with_allowlist`] takes the
+/// allowlist instead of reading the environment.
 pub fn engine(
     store: Arc<dyn StateStore>,
     custody: Arc<dyn KeyCustody>,
     clock: Arc<dyn Clock>,
     identity: Identity,
+) -> Engine {
+    let allowlist = Arc::new(url_allowlist_from_env().unwrap_or_default());
+    engine_with_allowlist(store, custody, clock, identity, allowlist)
+}
+
+/// [`engine`] with the `http:` tests allowed the internal addresses of
+/// `allowlist` (parsed once by a long-running caller, such as the server,
+/// instead of from the environment for every engine).
+pub fn engine_with_allowlist(
+    store: Arc<dyn StateStore>,
+    custody: Arc<dyn KeyCustody>,
+    clock: Arc<dyn Clock>,
+    identity: Identity,
+    allowlist: Arc<rotation_core::outbound::UrlAllowlist>,
 ) -> Engine {
     let config = EngineConfig {
         owner: identity.owner,
@@ -227,7 +241,6 @@ pub fn engine(
         lease: identity.lease,
         ..EngineConfig::default()
     };
-    let allowlist = Arc::new(url_allowlist_from_env().unwrap_or_default());
     Engine::new(store, Arc::new(RingCrypto::new()), custody, clock, config)
         .with_resolver(Arc::new(AppResolver::new().with_url_allowlist(allowlist)))
 }

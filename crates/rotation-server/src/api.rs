@@ -1085,7 +1085,9 @@ async fn add_schedule(
         (None, None) => 0,
     };
     let engine = engine(&state, &caller);
-    if let Target::Secret(path) = &target {
+    if let Target::Secret(path) = &target
+        && caller.require(Role::Admin).is_err()
+    {
         // Scheduled rotations send new values to the policy's http: tests.
         let secret = engine.secret(path).await?;
         secrets::require_admin_for_policy_tests(&caller, &engine, &secret, &body.policy, "scheduling").await?;

@@ -136,7 +136,7 @@ pub(crate) struct AppState {
 impl AppState {
     /// An engine acting as `actor`.
     pub(crate) fn engine(&self, actor: String) -> Engine {
-        let engine = rotation_app::engine(
+        let engine = rotation_app::engine_with_allowlist(
             self.store.clone(),
             self.custody.clone(),
             self.clock.clone(),
@@ -145,10 +145,8 @@ impl AppState {
                 actor,
                 lease: self.lease,
             },
+            self.url_allowlist.clone(),
         )
-        .with_resolver(Arc::new(
-            rotation_app::AppResolver::new().with_url_allowlist(self.url_allowlist.clone()),
-        ))
         .with_notifier(self.notifier.clone());
         match &self.secret_backend {
             Some(backend) => engine.with_secret_backend(backend.clone()),
